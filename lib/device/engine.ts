@@ -1,0 +1,589 @@
+/**
+ * The device side of the key exchange (PROTOCOL.md §5.3, §5.5, §5.6) as an explicit
+ * state machine: `step()` performs one bounded action (at most one persisted write,
+ * a few relay calls) and returns how long to wait before the next, so the firmware's
+ * timer loop, the simulator and tests drive it and may cut power between any two
+ * steps. Everything the relay says is a hint (§1); the engine trusts only what the
+ * pinned receiver signed, its own records, and its provisioned caps.
+ *
+ * States: unprovisioned → provisioned → exchanging → active, and revoked (§5.6).
+ *
+ * Decisions where PROTOCOL.md is silent (see the report / docs):
+ * - Nonces are the device's own count, never the relay's. The identity key is made on
+ *   the device and never leaves it, so every transaction from its address is one the
+ *   device persisted before broadcasting (§5.3 step 4): its count is authoritative.
+ *   A relay's transaction count is read only as a hint that a nonce was spent without
+ *   landing the offer (then the same epoch and K are re-signed with the next own nonce).
+ *   Nothing the relay says can make the device sign two different offers with one
+ *   nonce, or jump its nonce (which would strand later transactions behind a gap).
+ * - An epoch is left behind (rejected / expired) only when the relay's channel() shows
+ *   that epoch on chain; an honest relay thus never makes the device skip an epoch.
+ * - Spacing T applies to every transaction with a new nonce; fee bumps (same nonce,
+ *   same calldata) only count against the daily budget.
+ */
+import { addressHex, addressOf } from '../address.js';
+import { bigIntToBytes, equalBytes } from '../bytes.js';
+import { IotkxError, check } from '../errors.js';
+import { wrapKey } from '../ecies.js';
+import { keyAcceptanceDigest, receiverKeyDigest, recoverTypedSigner, type Eip712Domain } from '../eip712.js';
+import { channelId, commitmentOf, proofOf } from '../ids.js';
+import {
+  ChannelState, decodeChannel, decodeLog, decodeOfferTtlBlocks, decodeReceiverKey, encodeChannelCall, encodeOfferKey,
+  encodeOfferTtlBlocksCall, encodeReceiverKeyCall, eventTopic, type ChannelRecord as ChainChannel,
+} from '../keyexchange-abi.js';
+import type { Clock, Random, Storage, Transport } from '../platform.js';
+import { RpcClient } from '../rpc.js';
+import { assertPublicKey, getPublicKey, isValidSecretKey } from '../secp256k1.js';
+import { decodeTransaction, signTransaction, transactionHash, type Transaction } from '../tx.js';
+import { parseConfig, type DeviceConfig } from './config.js';
+import { bumpFees, quoteFees, type Fees } from './fees.js';
+import { assertSignable } from './policy.js';
+import { Records, type ChannelRecord, type PendingRecord, type ReceiverKeyRecord } from './records.js';
+
+export type DeviceState = 'unprovisioned' | 'provisioned' | 'exchanging' | 'active' | 'revoked';
+
+export interface EngineDeps {
+  storage: Storage;
+  random: Random;
+  clock: Clock;
+  transport: Transport;
+}
+
+export interface StepResult {
+  /** What the step did (e.g. 'new-epoch', 'signed', 'broadcast', 'activated', 'wait'). */
+  action: string;
+  state: DeviceState;
+  /** Suggested delay before the next step, ms. */
+  waitMs: number;
+}
+
+export interface DeviceStatus {
+  state: DeviceState;
+  address: string;
+  /** Active (accepted) epoch or null. */
+  epoch: string | null;
+  pendingEpoch: string | null;
+  lastOffered: string;
+  nextNonce: string;
+  keyVersion: number | null;
+  backoffExp: number;
+  txToday: number;
+  lastAction: string | null;
+  lastError: { code: string; message: string } | null;
+  relayReachable: boolean | null;
+}
+
+export interface ActiveKey {
+  epoch: bigint;
+  K: Uint8Array;
+  channelId: Uint8Array;
+}
+
+/** seq values reserved per write of the high-water mark (§7: persist ahead of use). */
+export const SEQ_BLOCK = 16n;
+/** Floor of the spacing T between offers with a new nonce, whatever offerTtlBlocks the relay reports (§5.3). */
+export const MIN_OFFER_SPACING_MS = 60_000;
+/** A signed offer that has not landed after this many blocks (and at least a minute) gets a fee bump. */
+const BUMP_AFTER_BLOCKS = 20;
+/** A nonce the relay calls spent while the offer has not landed is re-signed after this many polls. */
+const SPENT_GRACE_POLLS = 3;
+/** Back-off exponent ceiling (2^20 × T exceeds any sane backoffMaxSec). */
+const MAX_BACKOFF_EXP = 20;
+const DAY_MS = 86_400_000;
+/** When idle (active, nothing to do) look at channel() this often, to notice revocation. */
+const IDLE_CHECK_MS = 600_000;
+
+const bigMin = (a: bigint, b: bigint) => (a < b ? a : b);
+
+export class DeviceEngine {
+  readonly records: Records;
+  private readonly random: Random;
+  private readonly clock: Clock;
+  private readonly transport: Transport;
+  private readonly sk: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly address: Uint8Array;
+
+  private cfg: DeviceConfig | undefined;
+  private rpcClient: RpcClient | undefined;
+  private chan: ChannelRecord;
+  private rkey: ReceiverKeyRecord | undefined;
+  private channelIdCache: Uint8Array | undefined;
+
+  // Volatile (per boot) hints and timers: losing them on a power cut is harmless.
+  private ttlBlocks: bigint | undefined;
+  private lastBroadcastAt = -Infinity;
+  private spentSince: number | undefined;
+  private errors = 0;
+  private lastAction: string | null = null;
+  private lastError: { code: string; message: string } | null = null;
+  private relayReachable: boolean | null = null;
+  private seqNext: bigint | undefined;
+  private seqHwm = 0n;
+  private seqEpoch = 0n;
+
+  constructor(deps: EngineDeps) {
+    this.records = new Records(deps.storage);
+    this.random = deps.random;
+    this.clock = deps.clock;
+    this.transport = deps.transport;
+    let sk = this.records.identity();
+    if (!sk) {
+      // §2: d comes from the hardware RNG; a value outside [1, n−1] is drawn again.
+      do sk = deps.random.bytes(32); while (!isValidSecretKey(sk));
+      this.records.setIdentity(sk);
+    }
+    this.sk = sk;
+    this.publicKey = getPublicKey(sk);
+    this.address = addressOf(this.publicKey);
+    this.cfg = this.records.config();
+    this.chan = this.records.channel();
+    this.rkey = this.records.receiverKey();
+  }
+
+  /* ---------- console-facing API (§6) ---------- */
+
+  get state(): DeviceState {
+    if (!this.cfg) return 'unprovisioned';
+    const c = this.chan;
+    if (c.revoked) return 'revoked';
+    if (c.active) return 'active';
+    if (c.pending || c.lastOffered > 0n) return 'exchanging';
+    return 'provisioned';
+  }
+
+  get config(): DeviceConfig | undefined { return this.cfg; }
+
+  /** §6 `provision`: validate and store; refused once provisioned (re-provisioning needs a factory reset). */
+  provision(json: unknown): DeviceConfig {
+    check(!this.cfg, 'already-provisioned', 'device is already provisioned (factory-reset first)');
+    const cfg = parseConfig(json);
+    this.records.setConfig(cfg);
+    this.cfg = cfg;
+    this.rpcClient = undefined;
+    return cfg;
+  }
+
+  /** §6 `factory-reset`: `confirm` must be this device's address; the next boot makes a new identity. */
+  factoryReset(confirm: string): void {
+    check(typeof confirm === 'string' && confirm.toLowerCase() === addressHex(this.address), 'bad-confirmation', 'factory-reset: confirm must be the device address');
+    this.records.wipe();
+  }
+
+  status(): DeviceStatus {
+    const c = this.chan;
+    return {
+      state: this.state,
+      address: addressHex(this.address),
+      epoch: c.active ? c.active.epoch.toString() : null,
+      pendingEpoch: c.pending ? c.pending.epoch.toString() : null,
+      lastOffered: c.lastOffered.toString(),
+      nextNonce: c.nextNonce.toString(),
+      keyVersion: this.rkey ? this.rkey.version : null,
+      backoffExp: c.backoffExp,
+      txToday: this.budgetUsed(this.clock.now()),
+      lastAction: this.lastAction,
+      lastError: this.lastError,
+      relayReachable: this.relayReachable,
+    };
+  }
+
+  /** The key readings are sealed with (§7), or undefined (none yet, or revoked). */
+  activeKey(): ActiveKey | undefined {
+    const a = this.chan.active;
+    if (!a || this.chan.revoked || !this.cfg) return undefined;
+    return { epoch: a.epoch, K: a.K, channelId: this.channel() };
+  }
+
+  /** The previous epoch's key, kept until its queued readings are acknowledged (§5.3 step 4). */
+  previousKey(): ActiveKey | undefined {
+    const p = this.chan.previous;
+    return p && this.cfg ? { epoch: p.epoch, K: p.K, channelId: this.channel() } : undefined;
+  }
+
+  /** Erase the previous key once the relay acknowledged its readings. */
+  releasePrevious(epoch: bigint): void {
+    if (this.chan.previous?.epoch !== epoch) return;
+    this.persist({ ...this.chan, previous: undefined });
+  }
+
+  /**
+   * The next `seq` of the active epoch (§7). The high-water mark is persisted
+   * SEQ_BLOCK ahead before a seq is handed out, so a power cut never reuses one.
+   */
+  reserveSeq(): { epoch: bigint; seq: bigint } {
+    const a = this.chan.active;
+    if (!a || this.chan.revoked) throw new IotkxError('no-active-key', 'no active key to seal with');
+    this.loadSeq(a.epoch);
+    const seq = this.seqNext!;
+    if (seq > this.seqHwm) {
+      const hwm = seq + SEQ_BLOCK - 1n;
+      this.records.setSeq({ epoch: a.epoch, hwm });
+      this.seqHwm = hwm;
+    }
+    this.seqNext = seq + 1n;
+    return { epoch: a.epoch, seq };
+  }
+
+  /** Readings sealed (or reserved) under the active key: the highest seq handed out. */
+  readingsUnderActive(): bigint {
+    const a = this.chan.active;
+    if (!a) return 0n;
+    this.loadSeq(a.epoch);
+    return this.seqNext! - 1n;
+  }
+
+  private loadSeq(epoch: bigint): void {
+    if (this.seqNext !== undefined && this.seqEpoch === epoch) return;
+    const s = this.records.seq();
+    this.seqEpoch = epoch;
+    this.seqHwm = s && s.epoch === epoch ? s.hwm : 0n;
+    this.seqNext = this.seqHwm + 1n;
+  }
+
+  /* ---------- the state machine ---------- */
+
+  /** One bounded action. Never throws for relay or chain trouble: it is recorded in lastError. */
+  async step(): Promise<StepResult> {
+    if (!this.cfg) return this.result('unprovisioned', 60_000);
+    try {
+      const r = await this.advance(this.cfg);
+      this.errors = 0;
+      return r;
+    } catch (e) {
+      const code = e instanceof IotkxError ? e.code : 'internal-error';
+      this.lastError = { code, message: String((e as Error)?.message ?? e) };
+      if (code === 'transport-error' || code === 'http-error') this.relayReachable = false;
+      this.errors = Math.min(this.errors + 1, 16);
+      // Retry with exponential delay from one poll up to the back-off ceiling.
+      const wait = Math.min(this.pollMs() * 2 ** (this.errors - 1), this.cfg.backoffMaxSec * 1000);
+      return this.result('error', wait);
+    }
+  }
+
+  /** Drive step() until `until` holds (tests, simulator). `sleep` advances the clock or waits. */
+  async run(until: DeviceState | ((e: DeviceEngine) => boolean), opts: { maxSteps?: number; sleep?: (ms: number) => void | Promise<void> } = {}): Promise<StepResult[]> {
+    const done = typeof until === 'function' ? until : (e: DeviceEngine) => e.state === until;
+    const trace: StepResult[] = [];
+    for (let i = 0; i < (opts.maxSteps ?? 1000); i++) {
+      if (done(this)) return trace;
+      const r = await this.step();
+      trace.push(r);
+      if (done(this)) return trace;
+      await opts.sleep?.(r.waitMs);
+    }
+    throw new IotkxError('run-limit', `run: not done after ${opts.maxSteps ?? 1000} steps (state ${this.state}, last error ${this.lastError?.code})`);
+  }
+
+  private result(action: string, waitMs: number): StepResult {
+    this.lastAction = action;
+    return { action, state: this.state, waitMs: Math.max(0, Math.round(waitMs)) };
+  }
+
+  private persist(c: ChannelRecord): void {
+    this.records.setChannel(c);
+    this.chan = c;
+  }
+
+  private rpc(cfg: DeviceConfig): RpcClient {
+    return (this.rpcClient ??= new RpcClient(this.transport, cfg.relayUrl));
+  }
+
+  private channel(): Uint8Array {
+    const cfg = this.cfg!;
+    return (this.channelIdCache ??= channelId(cfg.chainId, cfg.contract, this.address, cfg.receiver));
+  }
+
+  private domain(cfg: DeviceConfig): Eip712Domain {
+    return { chainId: cfg.chainId, verifyingContract: cfg.contract };
+  }
+
+  private pollMs(): number {
+    return Math.min(Math.max(this.cfg!.blockTime * 2000, 1000), 60_000);
+  }
+
+  /** §5.3: T = offerTtlBlocks × blockTime, doubled per unconfirmed epoch, capped at backoffMaxSec. */
+  private spacingMs(cfg: DeviceConfig, exp: number): number {
+    const ttl = Number(bigMin(this.ttlBlocks ?? 0n, 1_000_000_000n));
+    const base = Math.max(ttl * cfg.blockTime * 1000, MIN_OFFER_SPACING_MS);
+    return Math.min(base * 2 ** exp, cfg.backoffMaxSec * 1000);
+  }
+
+  /** Time left before a transaction with a new nonce may be signed (0 = now). */
+  private spacingLeft(cfg: DeviceConfig, now: number): number {
+    const c = this.chan;
+    if (c.lastOfferAt === 0) return 0;
+    // A clock that went back by more than a day would stall offers for as long: count from now instead.
+    if (now < c.lastOfferAt - DAY_MS) {
+      this.persist({ ...c, lastOfferAt: now });
+    }
+    return Math.max(0, this.chan.lastOfferAt + this.spacingMs(cfg, this.chan.backoffExp) - now);
+  }
+
+  /** Signatures made today. A clock that runs backwards never frees budget (only a later day does). */
+  private budgetUsed(now: number): number {
+    const day = Math.floor(now / DAY_MS);
+    return day > this.chan.budgetDay ? 0 : this.chan.budgetCount;
+  }
+
+  private budgetAfterSign(now: number): { budgetDay: number; budgetCount: number } {
+    return { budgetDay: Math.floor(now / DAY_MS), budgetCount: this.budgetUsed(now) + 1 };
+  }
+
+  private async readChannel(cfg: DeviceConfig): Promise<ChainChannel> {
+    const out = decodeChannel(await this.rpc(cfg).call({ to: cfg.contract, data: encodeChannelCall(this.address, cfg.receiver) }));
+    this.relayReachable = true;
+    return out;
+  }
+
+  private async readTtl(cfg: DeviceConfig): Promise<void> {
+    if (this.ttlBlocks !== undefined) return;
+    this.ttlBlocks = decodeOfferTtlBlocks(await this.rpc(cfg).call({ to: cfg.contract, data: encodeOfferTtlBlocksCall() }));
+  }
+
+  private async advance(cfg: DeviceConfig): Promise<StepResult> {
+    const now = this.clock.now();
+    await this.readTtl(cfg);
+    const ch = await this.readChannel(cfg);
+    let c = this.chan;
+
+    // §5.6 revocation (or not enrolled yet): no offers while the relay says not enrolled.
+    if (!ch.enrolled) {
+      if (!c.revoked && (c.lastOffered > 0n || c.active)) {
+        this.persist({ ...c, revoked: true });
+        return this.result('revoked', this.pollMs());
+      }
+      this.lastError = { code: 'not-enrolled', message: 'the relay reports the device is not enrolled' };
+      return this.result('wait-enrolment', Math.max(this.pollMs(), 30_000));
+    }
+    if (c.revoked) {
+      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one.
+      this.persist({ ...c, revoked: false, rotateNow: true });
+      return this.result('re-enrolled', 0);
+    }
+
+    if (c.pending) return this.advancePending(cfg, c.pending, ch, now);
+
+    if (!this.needNewEpoch(cfg, now)) {
+      return this.result('idle', Math.min(IDLE_CHECK_MS, this.rotationDueIn(cfg, now)));
+    }
+    const left = this.spacingLeft(cfg, now);
+    if (left > 0) return this.result('wait-spacing', left);
+    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return this.budgetWait(now);
+    // §5.3 step 1: verify the receiver key before committing an epoch to it.
+    const rk = await this.verifiedReceiverKey(cfg);
+    if (rk === 'persisted') return this.result('receiver-key', 0);
+
+    // §5.3 steps 2–3: the next epoch is ours, never the relay's; one K per epoch.
+    c = this.chan;
+    const epoch = c.lastOffered + 1n;
+    const K = this.random.bytes(32);
+    check(K.length === 32, 'bad-random', 'random source returned a short K');
+    const pending: PendingRecord = { epoch, K, nonce: c.nextNonce, keyVersion: 0, raw: new Uint8Array(0), txHash: new Uint8Array(0), sentAt: 0 };
+    this.persist({ ...c, pending, lastOffered: epoch, nextNonce: c.nextNonce + 1n, lastOfferAt: now });
+    return this.result('new-epoch', 0);
+  }
+
+  private needNewEpoch(cfg: DeviceConfig, now: number): boolean {
+    const c = this.chan;
+    return !c.active || c.rotateNow || this.rotationDueIn(cfg, now) === 0;
+  }
+
+  /** §5.6 rotation policy: ms until due (0 = due now); count and age criteria, 0 disables one. */
+  private rotationDueIn(cfg: DeviceConfig, now: number): number {
+    const a = this.chan.active;
+    if (!a) return 0;
+    const { maxReadings, maxAgeSec } = cfg.rotation;
+    if (maxReadings > 0 && this.readingsUnderActive() >= BigInt(maxReadings)) return 0;
+    if (maxAgeSec > 0) return Math.max(0, a.activatedAt + maxAgeSec * 1000 - now);
+    return IDLE_CHECK_MS;
+  }
+
+  private budgetWait(now: number): StepResult {
+    this.lastError = { code: 'tx-budget-exhausted', message: 'maxTxPerDay signatures made today' };
+    return this.result('wait-budget', (Math.floor(now / DAY_MS) + 1) * DAY_MS - now);
+  }
+
+  private async advancePending(cfg: DeviceConfig, p: PendingRecord, ch: ChainChannel, now: number): Promise<StepResult> {
+    if (p.raw.length === 0) return this.sign(cfg, p, now, 'first');
+
+    if (ch.epoch >= p.epoch) {
+      // A higher epoch can only be a lie (§5.3 step 2): it changes nothing, but an
+      // acceptance signed by the receiver is verified on its own merits either way.
+      if (await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n)) {
+        const c = this.chan;
+        this.persist({
+          ...c, pending: undefined, active: { epoch: p.epoch, K: p.K, activatedAt: now },
+          previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+          backoffExp: 0, rotateNow: false,
+        });
+        this.lastError = null;
+        this.seqNext = undefined;
+        return this.result('activated', 0);
+      }
+      if (ch.epoch === p.epoch) {
+        if (ch.state === ChannelState.rejected) return this.abandon(p, 'rejected');
+        if (ch.state === ChannelState.offered && this.ttlBlocks !== undefined) {
+          const bn = await this.rpc(cfg).blockNumber();
+          if (bn > ch.offeredAt + this.ttlBlocks) return this.abandon(p, 'expired');
+        }
+        return this.result('wait-acceptance', this.pollMs());
+      }
+      this.lastError = { code: 'relay-epoch-ahead', message: `relay reports epoch ${ch.epoch} above the pending ${p.epoch}: ignored` };
+    }
+
+    // Not landed (per the relay). Was the nonce spent by something that did not land the offer
+    // (a reverted offer, e.g. the receiver rotated its key)? Then the same epoch and K get a new nonce.
+    const spent = (await this.rpc(cfg).getTransactionCount(this.address, 'latest')) > p.nonce;
+    if (spent && ch.epoch < p.epoch) {
+      this.spentSince ??= now;
+      if (now - this.spentSince >= SPENT_GRACE_POLLS * this.pollMs()) {
+        const left = this.spacingLeft(cfg, now);
+        if (left > 0) return this.result('wait-spacing', left);
+        return this.sign(cfg, p, now, 'resign');
+      }
+      return this.result('wait-landing', this.pollMs());
+    }
+    this.spentSince = undefined;
+
+    if (!spent && p.sentAt > 0 && now - p.sentAt >= Math.max(BUMP_AFTER_BLOCKS * cfg.blockTime * 1000, 60_000)) {
+      const r = await this.sign(cfg, p, now, 'bump');
+      if (r) return r;
+    }
+    if (now - this.lastBroadcastAt >= this.pollMs() * 4 || this.lastBroadcastAt > now) {
+      this.lastBroadcastAt = now;
+      try {
+        await this.rpc(cfg).sendRawTransaction(p.raw);
+      } catch (e) {
+        // "already known", "nonce too low", "insufficient funds": hints; keep the raw tx and retry later.
+        const err = e as IotkxError;
+        if (err.code !== 'rpc-error') throw e;
+        this.lastError = { code: 'broadcast-refused', message: err.message };
+      }
+      return this.result('broadcast', this.pollMs());
+    }
+    return this.result('wait-landing', this.pollMs());
+  }
+
+  /** Leave an epoch that the chain (per relay) shows rejected or expired; its K is dropped. */
+  private abandon(p: PendingRecord, why: string): StepResult {
+    const c = this.chan;
+    this.persist({ ...c, pending: undefined, backoffExp: Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP) });
+    this.lastError = { code: `offer-${why}`, message: `epoch ${p.epoch} ${why}` };
+    return this.result(why, 0);
+  }
+
+  /**
+   * §5.3 step 1: read receiverKey(R), verify the EIP-712 signature recovers to the pinned R
+   * and encKey is a curve point; never go below the highest verified version.
+   * Returns 'persisted' when it stored a higher version (the step ends there).
+   */
+  private async verifiedReceiverKey(cfg: DeviceConfig): Promise<ReceiverKeyRecord | 'persisted'> {
+    const r = decodeReceiverKey(await this.rpc(cfg).call({ to: cfg.contract, data: encodeReceiverKeyCall(cfg.receiver) }));
+    check(r.version > 0n && r.encKey.length > 0, 'no-receiver-key', 'the receiver has no key record');
+    check(r.version < 1n << 32n, 'bad-receiver-key', 'receiver key version out of range');
+    const version = Number(r.version);
+    const known = this.rkey;
+    check(!known || version >= known.version, 'stale-receiver-key', `receiver key version ${version} below the verified ${known?.version}`);
+    if (known && version === known.version) {
+      check(equalBytes(r.encKey, known.encKey), 'bad-receiver-key', 'a different key for an already verified version');
+      return known;
+    }
+    assertPublicKey(r.encKey, 'receiver encryption key');
+    let signer: Uint8Array;
+    try {
+      signer = recoverTypedSigner(receiverKeyDigest(this.domain(cfg), { receiver: cfg.receiver, version: r.version, encKey: r.encKey }), r.sig);
+    } catch {
+      throw new IotkxError('bad-receiver-key', 'receiver key signature is malformed');
+    }
+    check(equalBytes(signer, cfg.receiver), 'bad-receiver-key', 'receiver key record is not signed by the pinned receiver');
+    const rec = { version, encKey: r.encKey };
+    this.records.setReceiverKey(rec);
+    this.rkey = rec;
+    return 'persisted';
+  }
+
+  /**
+   * Sign the pending offer. 'first': the epoch's first transaction (nonce assigned at
+   * creation); 'resign': same epoch and K with the next own nonce; 'bump': same nonce
+   * and calldata, higher fees. Returns undefined when a bump is not possible.
+   */
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first'): Promise<StepResult>;
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'resign'): Promise<StepResult>;
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'bump'): Promise<StepResult | undefined>;
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first' | 'resign' | 'bump'): Promise<StepResult | undefined> {
+    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(now);
+    let data: Uint8Array;
+    let keyVersion = p.keyVersion;
+    let fees: Fees;
+    const quote = await quoteFees(this.rpc(cfg), cfg);
+    if (mode === 'bump') {
+      const old = decodeTransaction(p.raw).tx;
+      data = old.data;
+      const bumped = bumpFees(old.type === 'legacy' ? { type: 'legacy', gasPrice: old.gasPrice } : old, quote, cfg);
+      if (!bumped) return undefined;
+      fees = bumped;
+    } else {
+      const rk = await this.verifiedReceiverKey(cfg);
+      if (rk === 'persisted') return this.result('receiver-key', 0);
+      keyVersion = rk.version;
+      const proof = proofOf(p.K, this.channel(), p.epoch);
+      data = encodeOfferKey({
+        receiver: cfg.receiver, epoch: p.epoch, keyVersion: BigInt(rk.version),
+        wrappedKey: wrapKey(rk.encKey, p.K, this.random), commitment: commitmentOf(proof),
+      });
+      fees = quote;
+    }
+    const c = this.chan;
+    const nonce = mode === 'resign' ? c.nextNonce : p.nonce;
+    const base = { chainId: cfg.chainId, nonce, gas: cfg.offerGas, to: cfg.contract, value: 0n, data };
+    const tx: Transaction = fees.type === 'legacy'
+      ? { type: 'legacy', gasPrice: fees.gasPrice, ...base }
+      : { type: 'eip1559', maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas, ...base };
+    assertSignable(tx, cfg); // verify what you sign
+    const raw = signTransaction(tx, this.sk);
+    const next: ChannelRecord = {
+      ...c, ...this.budgetAfterSign(now),
+      pending: { ...p, nonce, keyVersion, raw, txHash: transactionHash(raw), sentAt: now },
+    };
+    if (mode === 'resign') {
+      next.nextNonce = c.nextNonce + 1n;
+      next.lastOfferAt = now;
+      next.backoffExp = Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP);
+    }
+    this.persist(next);
+    this.lastBroadcastAt = -Infinity; // broadcast on the next step
+    this.spentSince = undefined;
+    return this.result(mode === 'first' ? 'signed' : mode === 'resign' ? 'resigned' : 'bumped', 0);
+  }
+
+  /**
+   * §5.5: a KeyAccepted log for the pending epoch whose proof is ours and whose
+   * EIP-712 KeyAcceptance signature recovers to the pinned receiver.
+   */
+  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<boolean> {
+    const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
+    const logs = await this.rpc(cfg).getLogs({
+      address: cfg.contract,
+      topics: [eventTopic('KeyAccepted'), word(this.address), word(cfg.receiver), bigIntToBytes(p.epoch, 32)],
+      fromBlock: fromBlock > 0n ? fromBlock : 'earliest',
+    });
+    if (logs.length === 0) return false;
+    const proof = proofOf(p.K, this.channel(), p.epoch);
+    const digest = keyAcceptanceDigest(this.domain(cfg), { device: this.address, receiver: cfg.receiver, epoch: p.epoch, proof });
+    for (const log of logs) {
+      try {
+        if (!equalBytes(log.address, cfg.contract)) continue;
+        const d = decodeLog(log);
+        if (d.event !== 'KeyAccepted' || d.epoch !== p.epoch) continue;
+        if (!equalBytes(d.device as Uint8Array, this.address) || !equalBytes(d.receiver as Uint8Array, cfg.receiver)) continue;
+        if (!equalBytes(d.proof as Uint8Array, proof)) continue; // cheap check before a signature recovery
+        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return true;
+      } catch {
+        // a malformed log is a relay lie: skip it
+      }
+    }
+    this.lastError = { code: 'bad-acceptance', message: `no KeyAccepted log for epoch ${p.epoch} verifies` };
+    return false;
+  }
+}
