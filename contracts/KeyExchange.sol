@@ -82,7 +82,6 @@ contract KeyExchange {
     // ---------------------------------------------------------------- constants
 
     /// @dev Channel states (§4).
-    uint8 private constant STATE_NONE = 0;
     uint8 private constant STATE_OFFERED = 1;
     uint8 private constant STATE_ACCEPTED = 2;
     uint8 private constant STATE_REJECTED = 3;
@@ -101,17 +100,32 @@ contract KeyExchange {
 
     // ---------------------------------------------------------------- storage
 
-    /// @dev One slot (31 bytes). `revoked` is sticky: once a device was revoked from a receiver,
-    ///      only that receiver may enroll it again (§4 NotAuthorized, §5.6).
+    /// @dev A channel (device, receiver): one packed metadata word + the commitment. The wrapped key is only in
+    ///      the event. The word is packed by hand (bit offsets below) so each call does exactly one SLOAD and at
+    ///      most one SSTORE of it; Solidity's struct field writes cost extra warm SLOAD/SSTOREs here (measured).
+    ///        bits   0..7    enrolled (0/1)
+    ///        bits   8..15   revoked (0/1), sticky: once revoked from a receiver, only that receiver may enroll
+    ///                       the device again (§4 NotAuthorized, §5.6)
+    ///        bits  16..23   state (0 none, 1 offered, 2 accepted, 3 rejected)
+    ///        bits  24..55   keyVersion (uint32)
+    ///        bits  56..119  epoch (uint64)
+    ///        bits 120..183  offeredAt (uint64 block number)
+    ///        bits 184..247  acceptedAt (uint64 block number)
     struct Channel {
-        bool enrolled;
-        bool revoked;
-        uint8 state;
-        uint32 keyVersion;
-        uint64 epoch;
-        uint64 offeredAt;
-        uint64 acceptedAt;
+        uint256 meta;
+        bytes32 commitment;
     }
+
+    uint256 private constant ENROLLED = 1;
+    uint256 private constant REVOKED = 1 << 8;
+    uint256 private constant STATE_SHIFT = 16;
+    uint256 private constant VERSION_SHIFT = 24;
+    uint256 private constant EPOCH_SHIFT = 56;
+    uint256 private constant OFFERED_AT_SHIFT = 120;
+    uint256 private constant ACCEPTED_AT_SHIFT = 184;
+    uint256 private constant U8 = 0xff;
+    uint256 private constant U32 = 0xffffffff;
+    uint256 private constant U64 = 0xffffffffffffffff;
 
     /// @dev Receiver key record: slot 0 = version + v; encKey stored as its X, Y (the 0x04 prefix is implied);
     ///      sig as r, s. Five slots, returned verbatim by `receiverKey`.
@@ -134,8 +148,8 @@ contract KeyExchange {
 
     mapping(address receiver => ReceiverKeyRecord) private _keys;
     mapping(address receiver => mapping(address operator => bool)) private _operators;
-    mapping(address device => mapping(address receiver => Channel)) private _channels;
-    mapping(address device => mapping(address receiver => bytes32)) private _commitments;
+    /// @dev Keyed by keccak(device, receiver): one hash per access instead of two nested ones.
+    mapping(bytes32 key => Channel) private _channels;
 
     /// @notice Deploys the exchange.
     /// @param offerTtlBlocks_ blocks after `offeredAt` during which an offer can be accepted
@@ -187,9 +201,10 @@ contract KeyExchange {
     /// @param receiver the receiver the device reports to
     /// @param device the device account
     function enroll(address receiver, address device) external {
-        Channel storage c = _channels[device][receiver];
-        if (msg.sender != receiver && (!_operators[receiver][msg.sender] || c.revoked)) revert NotAuthorized();
-        c.enrolled = true;
+        Channel storage c = _channels[_key(device, receiver)];
+        uint256 w = c.meta;
+        if (msg.sender != receiver && (!_operators[receiver][msg.sender] || w & REVOKED != 0)) revert NotAuthorized();
+        c.meta = w | ENROLLED;
         emit DeviceEnrolled(receiver, device, msg.sender);
     }
 
@@ -198,10 +213,10 @@ contract KeyExchange {
     /// @param device the enrolled device
     function revoke(address receiver, address device) external {
         if (msg.sender != receiver && !_operators[receiver][msg.sender]) revert NotAuthorized();
-        Channel storage c = _channels[device][receiver];
-        if (!c.enrolled) revert NotEnrolled();
-        c.enrolled = false;
-        c.revoked = true;
+        Channel storage c = _channels[_key(device, receiver)];
+        uint256 w = c.meta;
+        if (w & ENROLLED == 0) revert NotEnrolled();
+        c.meta = (w & ~ENROLLED) | REVOKED;
         emit DeviceRevoked(receiver, device, msg.sender);
     }
 
@@ -218,19 +233,21 @@ contract KeyExchange {
     function offerKey(address receiver, uint64 epoch, uint32 keyVersion, bytes calldata wrappedKey, bytes32 commitment)
         external
     {
-        Channel memory c = _channels[msg.sender][receiver];
-        if (!c.enrolled) revert NotEnrolled();
+        Channel storage c = _channels[_key(msg.sender, receiver)];
+        uint256 w = c.meta;
+        if (w & ENROLLED == 0) revert NotEnrolled();
         uint32 current = _keys[receiver].version;
         if (current == 0) revert BadKey();
         if (keyVersion != current) revert UnknownKeyVersion();
         // uint256 arithmetic: an epoch at 2^64 - 1 has no successor and fails as BadEpoch, not as a panic.
-        if (uint256(epoch) != uint256(c.epoch) + 1) revert BadEpoch();
-        c.epoch = epoch;
-        c.state = STATE_OFFERED;
-        c.keyVersion = keyVersion;
-        c.offeredAt = uint64(block.number);
-        _channels[msg.sender][receiver] = c;
-        _commitments[msg.sender][receiver] = commitment;
+        if (uint256(epoch) != ((w >> EPOCH_SHIFT) & U64) + 1) revert BadEpoch();
+        // Keep enrolled, revoked and acceptedAt; replace state, keyVersion, epoch, offeredAt.
+        c.meta = (w & (U8 | (U8 << 8) | (U64 << ACCEPTED_AT_SHIFT)))
+            | (uint256(STATE_OFFERED) << STATE_SHIFT)
+            | (uint256(keyVersion) << VERSION_SHIFT)
+            | (uint256(epoch) << EPOCH_SHIFT)
+            | ((block.number & U64) << OFFERED_AT_SHIFT);
+        c.commitment = commitment;
         emit KeyOffered(msg.sender, receiver, epoch, keyVersion, wrappedKey, commitment);
     }
 
@@ -243,16 +260,17 @@ contract KeyExchange {
     /// @param proof preimage of the stored commitment
     /// @param sig EIP-712 `KeyAcceptance(device, msg.sender, epoch, proof)` signature by msg.sender, r || s || v
     function acceptKey(address device, uint64 epoch, bytes32 proof, bytes calldata sig) external {
-        Channel memory c = _channels[device][msg.sender];
-        if (!c.enrolled) revert NotEnrolled();
-        if (c.state != STATE_OFFERED) revert NotOffered();
-        if (epoch != c.epoch) revert BadEpoch();
-        if (block.number > uint256(c.offeredAt) + offerTtlBlocks) revert OfferExpired();
-        if (keccak256(abi.encode(proof)) != _commitments[device][msg.sender]) revert BadProof();
+        Channel storage c = _channels[_key(device, msg.sender)];
+        uint256 w = c.meta;
+        if (w & ENROLLED == 0) revert NotEnrolled();
+        if ((w >> STATE_SHIFT) & U8 != STATE_OFFERED) revert NotOffered();
+        if (epoch != (w >> EPOCH_SHIFT) & U64) revert BadEpoch();
+        if (block.number > ((w >> OFFERED_AT_SHIFT) & U64) + offerTtlBlocks) revert OfferExpired();
+        if (keccak256(abi.encode(proof)) != c.commitment) revert BadProof();
         _checkSignature(keccak256(abi.encode(KEY_ACCEPTANCE_TYPEHASH, device, msg.sender, epoch, proof)), sig);
-        c.state = STATE_ACCEPTED;
-        c.acceptedAt = uint64(block.number);
-        _channels[device][msg.sender] = c;
+        c.meta = (w & ~((U8 << STATE_SHIFT) | (U64 << ACCEPTED_AT_SHIFT)))
+            | (uint256(STATE_ACCEPTED) << STATE_SHIFT)
+            | ((block.number & U64) << ACCEPTED_AT_SHIFT);
         emit KeyAccepted(device, msg.sender, epoch, proof, sig);
     }
 
@@ -264,10 +282,11 @@ contract KeyExchange {
     /// @param reason 1 undecryptable, 2 commitment mismatch, 3 policy
     function rejectKey(address device, uint64 epoch, uint8 reason) external {
         if (reason == 0 || reason > 3) revert BadReason();
-        Channel storage c = _channels[device][msg.sender];
-        if (c.state != STATE_OFFERED) revert NotOffered();
-        if (epoch != c.epoch) revert BadEpoch();
-        c.state = STATE_REJECTED;
+        Channel storage c = _channels[_key(device, msg.sender)];
+        uint256 w = c.meta;
+        if ((w >> STATE_SHIFT) & U8 != STATE_OFFERED) revert NotOffered();
+        if (epoch != (w >> EPOCH_SHIFT) & U64) revert BadEpoch();
+        c.meta = (w & ~(U8 << STATE_SHIFT)) | (uint256(STATE_REJECTED) << STATE_SHIFT);
         emit KeyRejected(device, msg.sender, epoch, reason);
     }
 
@@ -310,8 +329,15 @@ contract KeyExchange {
             uint64 acceptedAt
         )
     {
-        Channel memory c = _channels[device][receiver];
-        return (c.enrolled, c.epoch, c.state, c.keyVersion, _commitments[device][receiver], c.offeredAt, c.acceptedAt);
+        Channel storage c = _channels[_key(device, receiver)];
+        uint256 w = c.meta;
+        enrolled = w & ENROLLED != 0;
+        epoch = uint64(w >> EPOCH_SHIFT);
+        state = uint8(w >> STATE_SHIFT);
+        keyVersion = uint32(w >> VERSION_SHIFT);
+        commitment = c.commitment;
+        offeredAt = uint64(w >> OFFERED_AT_SHIFT);
+        acceptedAt = uint64(w >> ACCEPTED_AT_SHIFT);
     }
 
     /// @notice Whether `operator` may enroll and revoke devices for `receiver`.
@@ -323,6 +349,15 @@ contract KeyExchange {
     }
 
     // ---------------------------------------------------------------- internals
+
+    /// @dev Channel key: keccak(device || receiver), hashed in scratch space.
+    function _key(address device, address receiver) private pure returns (bytes32 k) {
+        assembly ("memory-safe") {
+            mstore(0x00, device)
+            mstore(0x20, receiver)
+            k := keccak256(0x00, 0x40)
+        }
+    }
 
     /// @dev EIP-712 domain separator, recomputed if the chain id changed (fork) or under delegatecall.
     function _domainSeparator() private view returns (bytes32) {

@@ -20,6 +20,8 @@ export interface AnvilOptions {
   accounts?: number;
   /** EVM hardfork name (default: anvil's own). */
   hardfork?: string;
+  /** More anvil flags, e.g. ['--steps-tracing'] for opcode traces. */
+  extraArgs?: string[];
   /** How long to wait for the RPC to answer (ms, default 15 s). */
   startTimeoutMs?: number;
 }
@@ -116,6 +118,7 @@ async function startOnce(opts: AnvilOptions): Promise<Anvil> {
     '--accounts', String(nAccounts), '--mnemonic', ANVIL_MNEMONIC, '--silent'];
   if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));
   if (opts.hardfork) args.push('--hardfork', opts.hardfork);
+  if (opts.extraArgs) args.push(...opts.extraArgs);
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
