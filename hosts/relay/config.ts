@@ -1,0 +1,90 @@
+/**
+ * Relay configuration and its defaults. The protocol numbers come from PROTOCOL.md §9;
+ * the rest are operational choices, each named where it is used.
+ */
+
+export interface RateLimitOptions {
+  /** Tokens added per second per client (remote address). */
+  ratePerSec: number;
+  /** Bucket size: the burst a client may send at once. */
+  burst: number;
+  /** Clients tracked at once; the least recently seen is forgotten beyond this (bounds memory). */
+  maxClients: number;
+}
+
+export interface RelayLimits {
+  /** §9: a /rpc body over 64 KiB is HTTP 413. (geth's default is 5 MB; ours is tighter.) */
+  maxRpcBodyBytes: number;
+  /** §9: a batch over 20 calls gets one error object. (geth allows 1000.) */
+  maxBatch: number;
+  /** §9: an envelope over 4 KiB is HTTP 413 (lib/envelope MAX_ENVELOPE_BYTES). */
+  maxEnvelopeBytes: number;
+  /** §9: beyond 4 different bodies for one (device, epoch, seq) is 409. */
+  maxVariants: number;
+  /** GET /v1/readings page size when `limit` is absent, and its ceiling. */
+  pageDefault: number;
+  pageMax: number;
+  /** An upstream call that has not answered in this time is a JSON-RPC error (-32000). */
+  upstreamTimeoutMs: number;
+  /** Upstream responses over this are refused (the device drops anything over 8 KiB anyway, §5.3). */
+  maxUpstreamResponseBytes: number;
+  /** Parallel sockets to the upstream node; further calls queue (and their timeout runs while queued). */
+  upstreamSockets: number;
+  /** Slow clients: the headers must arrive within this... */
+  headersTimeoutMs: number;
+  /** ...and the whole request (headers and body) within this; Node answers 408 and closes. */
+  requestTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Open connections at once; further ones are refused by the server. */
+  maxConnections: number;
+  /** Per-client token bucket; `false` disables it. Over the limit is HTTP 429 (JSON-RPC -32005 on /rpc). */
+  rateLimit: RateLimitOptions | false;
+  /** /healthz reuses an upstream probe younger than this. */
+  healthCacheMs: number;
+}
+
+export const DEFAULT_LIMITS: RelayLimits = Object.freeze({
+  maxRpcBodyBytes: 64 * 1024,
+  maxBatch: 20,
+  maxEnvelopeBytes: 4096,
+  maxVariants: 4,
+  pageDefault: 100,
+  pageMax: 1000,
+  upstreamTimeoutMs: 10_000,
+  maxUpstreamResponseBytes: 1024 * 1024,
+  upstreamSockets: 32,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 20_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 1024,
+  rateLimit: Object.freeze({ ratePerSec: 50, burst: 200, maxClients: 10_000 }),
+  healthCacheMs: 2_000,
+});
+
+export interface ChannelCheckOptions {
+  /** First block to search for KeyAccepted logs (the deployment block; default 0). */
+  fromBlock?: bigint;
+  /** How long a device found accepted stays cached (default 10 min). */
+  positiveTtlMs?: number;
+  /** How long a device found without an accepted channel stays cached (default 15 s). */
+  negativeTtlMs?: number;
+}
+
+export interface RelayOptions {
+  /** JSON-RPC URL of the chain node the relay forwards to (http: or https:). */
+  upstreamUrl: string;
+  /** The deployment's chain id: raw transactions for another chain are refused. */
+  chainId: number | bigint;
+  /** The KeyExchange contract address: the only target of eth_call/eth_estimateGas/eth_getLogs/transactions. */
+  contract: string;
+  /** SQLite file holding the envelopes (created if absent). */
+  dbPath: string;
+  port?: number;
+  host?: string;
+  limits?: Partial<RelayLimits>;
+  /** Refuse envelopes (403 no-channel) from devices with no KeyAccepted log on chain. Default off. */
+  requireChannel?: boolean | ChannelCheckOptions;
+  /** pino level: 'fatal'..'trace' or 'silent' (default 'info'). */
+  logLevel?: string;
+}

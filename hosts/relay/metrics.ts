@@ -1,0 +1,51 @@
+/**
+ * Prometheus metrics (prom-client), in a registry of the relay's own so several relays
+ * can live in one process (tests). Label values are bounded: unknown routes and methods
+ * are folded into "other", so hostile input cannot grow the series count.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ALLOWED_METHODS } from './rpc-policy.js';
+
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'iotkx_relay_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly latency = new Histogram({
+    name: 'iotkx_relay_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+  readonly rpcCalls = new Counter({
+    name: 'iotkx_relay_rpc_calls_total',
+    help: 'JSON-RPC calls by method and outcome (ok, rpc-error, refused, invalid, upstream-failed)',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'iotkx_relay_upstream_errors_total',
+    help: 'Failed upstream requests by kind (timeout, unreachable, http-status, bad-response, too-large)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly readings = new Counter({
+    name: 'iotkx_relay_readings_total',
+    help: 'POST /v1/readings results (stored, duplicate, refused)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(defaultMetrics = false) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  rpcCall(method: string | undefined, outcome: string): void {
+    const m = method !== undefined && ALLOWED_METHODS.has(method) ? method : 'other';
+    this.rpcCalls.inc({ method: m, outcome });
+  }
+}
