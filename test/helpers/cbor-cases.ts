@@ -90,7 +90,13 @@ export const REJECT_CASES: [string, string, string][] = [
  * sorted by JS order, so the description does not depend on insertion order.
  */
 export function describe(v: unknown): string {
-  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v) && !Object.is(v, -0)) return String(v);
+    // Floats by their bits: XS and V8 print some doubles differently (2^-25 ends …313e-8 on XS, …312e-8 on V8).
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v);
+    return `f64:${bytesToHex(b)}`;
+  }
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'string') return JSON.stringify(v);
   if (v instanceof Uint8Array) return `h'${bytesToHex(v)}'`;

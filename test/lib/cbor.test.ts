@@ -121,5 +121,5 @@ test('property: the decoder accepts only canonical bytes (random mutations)', ()
 });
 
 test('probe helper (used on XS) matches the direct results', () => {
-  expect(probe(['f98000', '1bffffffffffffffff', 'f97e00'])).toEqual(['-0', '18446744073709551615n', 'error:bad-value']);
+  expect(probe(['f98000', '1bffffffffffffffff', 'f97e00'])).toEqual(['f64:8000000000000000', '18446744073709551615n', 'error:bad-value']);
 });
