@@ -5,7 +5,7 @@
  * strings on first use (not at load: keccak is not free on XS).
  */
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import { ascii, bigIntToBytes, concatBytes } from './bytes.js';
+import { ascii, bigIntToBytes, bytesToHex, concatBytes } from './bytes.js';
 import { check } from './errors.js';
 import { parseSignature, recoverAddress, signDigest, signatureBytes } from './signature.js';
 
@@ -46,16 +46,18 @@ function address(a: Uint8Array, what: string): Uint8Array {
   return concatBytes(new Uint8Array(12), a);
 }
 
-/** hashStruct(EIP712Domain). */
+let lastDomain: { key: string; separator: Uint8Array } | undefined;
+
+/** hashStruct(EIP712Domain); the last one is cached (a device has one domain: 2 keccak blocks saved per digest). */
 export function domainSeparator(domain: Eip712Domain): Uint8Array {
   check((domain.name ?? DOMAIN_NAME) === DOMAIN_NAME && (domain.version ?? DOMAIN_VERSION) === DOMAIN_VERSION, 'bad-typed-data', 'eip712: iotkx/1 domain is name "iotkx", version "1"');
-  return keccak_256(concatBytes(
-    hashOf(EIP712_DOMAIN_TYPE),
-    hashOf(DOMAIN_NAME),
-    hashOf(DOMAIN_VERSION),
-    word(domain.chainId, 256, 'chainId'),
-    address(domain.verifyingContract, 'verifyingContract'),
-  ));
+  const chainId = word(domain.chainId, 256, 'chainId');
+  const contract = address(domain.verifyingContract, 'verifyingContract');
+  const key = bytesToHex(concatBytes(chainId, contract));
+  if (lastDomain?.key !== key) {
+    lastDomain = { key, separator: keccak_256(concatBytes(hashOf(EIP712_DOMAIN_TYPE), hashOf(DOMAIN_NAME), hashOf(DOMAIN_VERSION), chainId, contract)) };
+  }
+  return lastDomain.separator.slice();
 }
 
 /** keccak(0x19 0x01 || domainSeparator || hashStruct(message)) (EIP-712). */

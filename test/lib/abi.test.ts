@@ -137,7 +137,7 @@ test('decodeLog agrees with viem decodeEventLog for all 7 events', () => {
   const norm = (v: unknown) => (v instanceof Uint8Array ? toHex(v) : typeof v === 'bigint' ? v : v);
   for (const [name, args] of cases) {
     const log = viemLog(name, args);
-    const theirs = decodeEventLog({ abi: ABI, ...log }) as any;
+    const theirs = decodeEventLog({ abi: ABI, ...log } as any) as any;
     const ours = kx.decodeLog({ topics: log.topics.map((t) => hexToBytes(t)), data: hexToBytes(log.data) });
     expect(ours.event).toBe(theirs.eventName);
     const expected: Record<string, unknown> = {};

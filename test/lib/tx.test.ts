@@ -1,7 +1,7 @@
 import '../helpers/node-random.js';
 import { privateKeyToAccount } from 'viem/accounts';
 import { parseTransaction, recoverTransactionAddress, toHex, hexToBytes, keccak256, serializeTransaction } from 'viem';
-import { decodeTransaction, signTransaction, signingHash, transactionHash, type Transaction } from '../../lib/tx.js';
+import { decodeTransaction, signTransaction, signingHash, transactionHash, type Transaction, type Eip1559Tx } from '../../lib/tx.js';
 import { addressHex } from '../../lib/address.js';
 import { IotkxError } from '../../lib/errors.js';
 import { SECRET_KEYS, txCases } from './eth-cases.js';
@@ -32,8 +32,8 @@ test(`signed transactions are byte-identical to viem's (${cases.length} cases ×
     const account = privateKeyToAccount(toHex(sk));
     for (const tx of cases) {
       const raw = signTransaction(tx, sk);
-      const expected = tx.nonce > SAFE
-        ? MicroTx.prepare(microTx(tx), false).signBy(toHex(sk), false).toHex()
+      const expected: `0x${string}` = tx.nonce > SAFE
+        ? MicroTx.prepare(microTx(tx), false).signBy(toHex(sk), false).toHex() as `0x${string}`
         : await account.signTransaction(viemTx(tx));
       expect(toHex(raw)).toBe(expected);
       expect(toHex(transactionHash(raw))).toBe(keccak256(expected));
@@ -79,7 +79,7 @@ function code(f: () => unknown): string | undefined {
 
 describe('malformed raw transactions are refused with codes', () => {
   const sk = SECRET_KEYS[0];
-  const tx1559 = cases.find((t) => t.type === 'eip1559' && t.data.length === 36)!;
+  const tx1559 = cases.find((t) => t.type === 'eip1559' && t.data.length === 36)! as Eip1559Tx;
   const txLegacy = cases.find((t) => t.type === 'legacy' && t.data.length === 36)!;
   const raw = signTransaction(tx1559, sk);
   const rawL = signTransaction(txLegacy, sk);
