@@ -1,0 +1,161 @@
+// The receiver's HTTP API, exactly PROTOCOL.md §9. node:http rather than a framework: four GET routes, no
+// body parsing, and one dependency fewer in the receiver's trusted base.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { ReceiverMetrics } from './metrics.js';
+import { gapCount, seqStateFromJson } from './seqwindow.js';
+import { pad, unpad, type Store } from './store.js';
+
+/** Hosts that count as loopback for the no-token rule (§9: "binds to loopback by default"). */
+export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+/** Readings per page: default and ceiling (informative choice). */
+export const DEFAULT_PAGE = 100;
+export const MAX_PAGE = 1000;
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** §9 state names from our per-epoch states: anything not yet settled on chain is still "offered". */
+function stateName(row: { state: string } | undefined): 'none' | 'offered' | 'accepted' | 'rejected' {
+  if (!row) return 'none';
+  if (row.state === 'accepted') return 'accepted';
+  if (row.state === 'rejected') return 'rejected';
+  return 'offered';
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** Opaque decimal cursor: (epoch << 64) | seq of the last reading returned; it orders like (epoch, seq). */
+function parseCursor(s: string | null): { epoch: bigint; seq: bigint } {
+  if (s === null) return { epoch: 0n, seq: 0n };
+  if (!/^(0|[1-9][0-9]{0,40})$/.test(s)) throw new HttpError(400, 'bad-cursor', 'after must be a cursor from a previous answer');
+  const c = BigInt(s);
+  if (c >> 128n !== 0n) throw new HttpError(400, 'bad-cursor', 'after is out of range');
+  return { epoch: c >> 64n, seq: c & U64_MAX };
+}
+
+export function devicesView(store: Store): unknown[] {
+  const db = store.db;
+  const devices = db.prepare('SELECT device, status FROM devices ORDER BY first_seen_ms, device').all() as { device: string; status: string }[];
+  return devices.map(({ device, status }) => {
+    const epochs = db.prepare('SELECT epoch, state, key_version, readings, seq_state FROM epochs WHERE device = ? ORDER BY epoch')
+      .all(device) as { epoch: string; state: string; key_version: number; readings: number; seq_state: string | null }[];
+    const latest = epochs.at(-1);
+    const active = [...epochs].reverse().find((e) => e.state === 'accepted');
+    const latestState = stateName(latest);
+    const activeSeq = active ? seqStateFromJson(active.seq_state) : undefined;
+    return {
+      device,
+      epoch: active ? unpad(active.epoch).toString() : null,
+      pendingEpoch: latest && latestState === 'offered' ? unpad(latest.epoch).toString() : null,
+      state: status === 'revoked' ? 'revoked' : latestState,
+      keyVersion: latest ? latest.key_version : null,
+      readings: epochs.reduce((n, e) => n + e.readings, 0),
+      lastSeq: activeSeq && activeSeq.hwm > 0n ? activeSeq.hwm.toString() : null,
+      gaps: Number(epochs.reduce((n, e) => n + gapCount(seqStateFromJson(e.seq_state)), 0n)),
+    };
+  });
+}
+
+export function readingsView(store: Store, device: string, after: string | null, limitText: string | null): unknown {
+  const known = store.db.prepare('SELECT 1 FROM devices WHERE device = ?').get(device);
+  if (!known) throw new HttpError(404, 'unknown-device', `no device ${device} is known to this receiver`);
+  const { epoch, seq } = parseCursor(after);
+  let limit = DEFAULT_PAGE;
+  if (limitText !== null) {
+    if (!/^[1-9][0-9]{0,6}$/.test(limitText)) throw new HttpError(400, 'bad-limit', 'limit must be a positive integer');
+    limit = Math.min(Number(limitText), MAX_PAGE);
+  }
+  const rows = store.db.prepare(`SELECT epoch, seq, values_json, received_ms FROM readings
+    WHERE device = ? AND (epoch > ? OR (epoch = ? AND seq > ?)) ORDER BY epoch, seq LIMIT ?`)
+    .all(device, pad(epoch), pad(epoch), pad(seq), limit) as { epoch: string; seq: string; values_json: string; received_ms: number }[];
+  const last = rows.at(-1);
+  const next = last ? ((unpad(last.epoch) << 64n) | unpad(last.seq)).toString() : ((epoch << 64n) | seq).toString();
+  return {
+    readings: rows.map((r) => ({
+      epoch: unpad(r.epoch).toString(),
+      seq: unpad(r.seq).toString(),
+      values: JSON.parse(r.values_json),
+      receivedAt: new Date(r.received_ms).toISOString(),
+    })),
+    next,
+  };
+}
+
+export interface HttpOptions {
+  host: string;
+  port: number;
+  /** Required when `host` is not loopback (§9). */
+  token?: string;
+}
+
+export function tokenRequired(host: string): boolean {
+  return !LOOPBACK_HOSTS.has(host);
+}
+
+function authorised(req: IncomingMessage, token: string): boolean {
+  const h = req.headers.authorization ?? '';
+  const m = /^Bearer (.+)$/.exec(h);
+  if (!m) return false;
+  const a = Buffer.from(m[1]);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export async function startHttp(opts: HttpOptions, store: Store, metrics: ReceiverMetrics, log: (m: string, e?: Record<string, unknown>) => void): Promise<{ server: Server; url: string }> {
+  const needToken = tokenRequired(opts.host);
+  if (needToken && !opts.token) throw new Error(`binding to ${opts.host} needs a bearer token (IOTKX_RECEIVER_TOKEN)`);
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        if (needToken && !authorised(req, opts.token!)) {
+          res.setHeader('www-authenticate', 'Bearer');
+          throw new HttpError(401, 'unauthorized', 'a valid bearer token is required');
+        }
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.setHeader('allow', 'GET');
+          throw new HttpError(405, 'method-not-allowed', 'only GET is served');
+        }
+        const url = new URL(req.url ?? '/', 'http://receiver');
+        const path = url.pathname;
+        if (path === '/healthz') return send(res, 200, { ok: true });
+        if (path === '/metrics') {
+          const text = await metrics.registry.metrics();
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          return res.end(text);
+        }
+        if (path === '/v1/devices') return send(res, 200, devicesView(store));
+        const m = /^\/v1\/devices\/([^/]+)\/readings$/.exec(path);
+        if (m) {
+          const addr = decodeURIComponent(m[1]);
+          if (!/^0x[0-9a-fA-F]{40}$/.test(addr)) throw new HttpError(400, 'bad-address', 'device must be 0x and 40 hex digits');
+          return send(res, 200, readingsView(store, addr.toLowerCase(), url.searchParams.get('after'), url.searchParams.get('limit')));
+        }
+        throw new HttpError(404, 'not-found', `no route ${path}`);
+      } catch (e) {
+        if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
+        // Never a stack trace on the wire; the log keeps the detail.
+        log('http handler failed', { error: (e as Error).message });
+        metrics.errors.inc({ stage: 'http' });
+        send(res, 500, { error: 'internal', message: 'internal error' });
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+  const hostText = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return { server, url: `http://${hostText}:${port}` };
+}

@@ -1,0 +1,176 @@
+// Readings ingestion (PROTOCOL.md §7, §5.6): pull envelopes from the relay (GET /v1/readings, cursor
+// persisted), open them with the data key of an accepted (device, epoch), and store the decrypted readings.
+// Order of checks: an envelope is authenticated before it can touch any state (§7: a forged envelope changes
+// nothing: not the seen set, not lastSeq, not the gaps); only then are replays, old epochs and seqs judged.
+import { hexToBytes, toHex } from '../../lib/bytes.js';
+import type { CborValue } from '../../lib/cbor.js';
+import { IotkxError } from '../../lib/errors.js';
+import { decodeEnvelope, type Envelope } from '../../lib/envelope.js';
+import { channelId, dataKeyOf } from '../../lib/ids.js';
+import { openReading } from '../../lib/reading.js';
+import type { RefusalReason, ReceiverMetrics } from './metrics.js';
+import { applySeq, classifySeq, seqStateFromJson, seqStateToJson, DEFAULT_SEQ_WINDOW } from './seqwindow.js';
+import { pad, type Store } from './store.js';
+
+export interface IngestConfig {
+  /** §5.6: envelopes of an older epoch are accepted until this long after the first authentic envelope of a later one. */
+  oldEpochGraceMs: number;
+  /** §7: readings whose `t` differs from the receipt time by more are flagged (still stored). */
+  maxClockSkewSeconds: number;
+  /** Seen-seq window (seqwindow.ts). */
+  seqWindow: bigint;
+  /** Envelopes held for epochs whose acceptance is not yet confirmed; beyond this they are refused. */
+  maxParked: number;
+}
+
+export const DEFAULT_INGEST_CONFIG: IngestConfig = {
+  oldEpochGraceMs: 24 * 3600_000,
+  maxClockSkewSeconds: 300,
+  seqWindow: DEFAULT_SEQ_WINDOW,
+  maxParked: 10_000,
+};
+
+export type IngestResult =
+  | { status: 'accepted'; device: string; epoch: bigint; seq: bigint; filled: boolean }
+  | { status: 'refused'; reason: RefusalReason }
+  | { status: 'parked' };
+
+/** CBOR values as JSON: bigint as a decimal string, byte strings as 0x hex (PROTOCOL.md §9). */
+export function cborToJson(v: CborValue): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof Uint8Array) return toHex(v);
+  if (Array.isArray(v)) return v.map(cborToJson);
+  if (v !== null && typeof v === 'object') {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = cborToJson(x);
+    return o;
+  }
+  return v;
+}
+
+interface EpochRow { state: string; k_enc: Buffer | null; seq_state: string | null; accepted_block: number | null }
+
+export class Ingest {
+  constructor(
+    private readonly store: Store,
+    private readonly metrics: ReceiverMetrics,
+    private readonly cfg: IngestConfig,
+    private readonly ctx: { chainId: number; contract: string; receiver: string },
+    private readonly log: (msg: string, extra?: Record<string, unknown>) => void = () => {},
+  ) {}
+
+  private refuse(reason: RefusalReason): IngestResult {
+    this.metrics.readingsRefused.inc({ reason });
+    return { status: 'refused', reason };
+  }
+
+  /** Judges one envelope; `parkOk` false when re-trying a parked one (it is never parked twice). */
+  ingest(bytes: Uint8Array, now = Date.now(), parkOk = true): IngestResult {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(bytes);
+    } catch {
+      return this.refuse('malformed');
+    }
+    const device = toHex(env.device);
+    const db = this.store.db;
+    const dev = db.prepare('SELECT status, revoked_block FROM devices WHERE device = ?').get(device) as
+      { status: string; revoked_block: number | null } | undefined;
+    if (!dev) return this.refuse('unknown-device');
+    if (dev.status === 'revoked') return this.refuse('revoked');
+    const row = db.prepare('SELECT state, k_enc, seq_state, accepted_block FROM epochs WHERE device = ? AND epoch = ?')
+      .get(device, pad(env.epoch)) as EpochRow | undefined;
+    // An epoch whose K we hold but whose acceptance is not confirmed at our depth yet may already be in use by
+    // the device (it saw our KeyAccepted): authenticate, then hold the envelope until the row settles.
+    const pendingAccept = row !== undefined && (row.state === 'keyStored' || row.state === 'acceptSent');
+    if (!row || !row.k_enc || (row.state !== 'accepted' && !pendingAccept)) return this.refuse('unknown-epoch');
+    // §5.6: after re-enrolment only epochs accepted later are valid.
+    if (row.state === 'accepted' && dev.revoked_block !== null && (row.accepted_block ?? 0) <= dev.revoked_block) return this.refuse('revoked');
+    const K = this.store.openK(device, env.epoch, row.k_enc);
+    const chId = channelId(BigInt(this.ctx.chainId), hexToBytes(this.ctx.contract), env.device, hexToBytes(this.ctx.receiver));
+    const dataKey = dataKeyOf(K, chId);
+    K.fill(0);
+    let values;
+    try {
+      values = openReading(dataKey, env).values;
+    } catch (e) {
+      const code = e instanceof IotkxError ? e.code : '';
+      if (code === 'bad-reading') return this.refuse(/NaN|Infinity/.test((e as Error).message) ? 'non-finite' : 'bad-reading');
+      return this.refuse('auth-failed');
+    } finally {
+      dataKey.fill(0);
+    }
+    // Authentic from here on.
+    if (pendingAccept) {
+      const n = (db.prepare('SELECT COUNT(*) AS n FROM parked').get() as { n: number }).n;
+      if (!parkOk || n >= this.cfg.maxParked) return this.refuse('unknown-epoch');
+      db.prepare('INSERT OR IGNORE INTO parked (device, epoch, envelope, parked_ms) VALUES (?, ?, ?, ?)')
+        .run(device, pad(env.epoch), Buffer.from(bytes), now);
+      return { status: 'parked' };
+    }
+    // §5.6 grace: a later epoch's first authentic envelope starts the old epoch's clock.
+    const later = db.prepare('SELECT MIN(first_env_ms) AS t FROM epochs WHERE device = ? AND epoch > ? AND first_env_ms IS NOT NULL')
+      .get(device, pad(env.epoch)) as { t: number | null };
+    if (later.t !== null && now > later.t + this.cfg.oldEpochGraceMs) return this.refuse('old-epoch');
+    const seqs = seqStateFromJson(row.seq_state);
+    const verdict = classifySeq(seqs, env.seq, this.cfg.seqWindow);
+    if (verdict === 'replay' || verdict === 'too-old') {
+      db.prepare('UPDATE epochs SET replays = replays + 1 WHERE device = ? AND epoch = ?').run(device, pad(env.epoch));
+      return this.refuse(verdict);
+    }
+    const t = typeof values.t === 'bigint' ? Number(values.t) : (values.t as number);
+    const skewed = Math.abs(t - now / 1000) > this.cfg.maxClockSkewSeconds;
+    db.transaction(() => {
+      db.prepare('INSERT INTO readings (device, epoch, seq, values_json, t, skewed, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(device, pad(env.epoch), pad(env.seq), JSON.stringify(cborToJson(values)), Number.isSafeInteger(t) ? t : null, skewed ? 1 : 0, now);
+      db.prepare(`UPDATE epochs SET seq_state = ?, readings = readings + 1, first_env_ms = COALESCE(first_env_ms, ?), updated_ms = ?
+        WHERE device = ? AND epoch = ?`).run(seqStateToJson(applySeq(seqs, env.seq, this.cfg.seqWindow)), now, now, device, pad(env.epoch));
+    })();
+    this.metrics.readingsAccepted.inc();
+    if (verdict === 'fill') this.metrics.gapsFilled.inc();
+    if (skewed) this.metrics.clockSkew.inc();
+    return { status: 'accepted', device, epoch: env.epoch, seq: env.seq, filled: verdict === 'fill' };
+  }
+
+  /** Re-judges parked envelopes whose epoch is no longer waiting for our acceptance. */
+  retryParked(now = Date.now()): void {
+    const rows = this.store.db.prepare(`SELECT p.id, p.envelope FROM parked p LEFT JOIN epochs e ON e.device = p.device AND e.epoch = p.epoch
+      WHERE e.state IS NULL OR e.state NOT IN ('keyStored', 'acceptSent') ORDER BY p.id`).all() as { id: number; envelope: Buffer }[];
+    for (const r of rows) {
+      this.ingest(new Uint8Array(r.envelope), now, false);
+      this.store.db.prepare('DELETE FROM parked WHERE id = ?').run(r.id);
+    }
+  }
+
+  /** Pulls every envelope the relay has after the persisted cursor. Returns how many were judged. */
+  async pull(relayUrl: string, limit = 100, fetchFn: typeof fetch = fetch): Promise<number> {
+    this.retryParked();
+    let total = 0;
+    for (;;) {
+      const after = this.store.getMeta('relay_cursor');
+      const url = new URL('/v1/readings', relayUrl);
+      if (after !== undefined) url.searchParams.set('after', after);
+      url.searchParams.set('limit', String(limit));
+      const res = await fetchFn(url, { signal: AbortSignal.timeout(15_000) });
+      if (!res.ok) throw new Error(`relay answered ${res.status} to GET /v1/readings`);
+      const body = (await res.json()) as { envelopes?: unknown; next?: unknown };
+      if (!Array.isArray(body.envelopes) || (body.next !== undefined && body.next !== null && typeof body.next !== 'string')) {
+        throw new Error('relay: malformed /v1/readings answer');
+      }
+      for (const h of body.envelopes) {
+        let bytes: Uint8Array | undefined;
+        try {
+          bytes = typeof h === 'string' && /^0x([0-9a-fA-F]{2})*$/.test(h) ? hexToBytes(h) : undefined;
+        } catch {
+          bytes = undefined;
+        }
+        if (bytes) this.ingest(bytes);
+        else this.refuse('malformed');
+        total++;
+      }
+      const next = body.next as string | undefined | null;
+      if (typeof next === 'string' && next !== after) this.store.setMeta('relay_cursor', next);
+      if (body.envelopes.length === 0 || !next || next === after) return total;
+    }
+  }
+}
