@@ -1,6 +1,6 @@
 import '../helpers/node-random.js';
 import {
-  decodeEventLog, decodeFunctionResult, encodeAbiParameters, encodeErrorResult, encodeEventTopics, encodeFunctionData,
+  decodeAbiParameters, decodeEventLog, decodeFunctionResult, encodeAbiParameters, encodeErrorResult, encodeEventTopics, encodeFunctionData,
   encodeFunctionResult, hexToBytes, keccak256, toEventSelector, toFunctionSelector, toHex,
 } from 'viem';
 import { decodeParams, encodeFunctionCall, encodeParams, parseSignatureTypes, selector, type AbiType } from '../../lib/abi.js';
@@ -172,6 +172,10 @@ describe('strict decoding', () => {
     expect(code(() => decodeParams(types, withWord(canonical, 0, word(1n << 200n))))).toBe('bad-abi');
     expect(code(() => decodeParams(types, withWord(canonical, 0, word(0x80n))))).toBe('bad-abi'); // one word past where the tail starts
     expect(code(() => decodeParams(types, withWord(canonical, 2, word(0x60n))))).toBe('bad-abi'); // both tails share one
+    // A gap word before the tail: viem accepts this non-canonical layout, we do not.
+    const gap = new Uint8Array([...word(0x40n), ...word(0n), ...word(3n), ...b(3, 1), ...new Uint8Array(29)]);
+    expect(decodeAbiParameters([{ type: 'bytes' }], toHex(gap))).toEqual([toHex(b(3, 1))]);
+    expect(code(() => decodeParams(['bytes'], gap))).toBe('bad-abi');
   });
   test('lengths beyond the data, non-zero padding, trailing bytes, short head', () => {
     expect(code(() => decodeParams(types, withWord(canonical, 3, word(1000n))))).toBe('bad-abi');
