@@ -36,9 +36,11 @@ export const HALF_ORDER = CURVE.n >> 1n;
 
 /**
  * Window of the precomputed base-point table (wNAF). Table = (ceil(256/W)+1)·2^(W−1)
- * points. Chosen by measurement on XS: see bench/RESULTS.md.
+ * points. W=1 (no table) keeps the retained heap under 64 KiB; W=2 already retains
+ * ~145 KiB and W=4 ~242 KiB on xsnap (bench/RESULTS.md), against ~160 KiB of XS heap in all
+ * on an ESP32 without PSRAM. Signing then costs ~4.6 M compute instead of ~2.6 M.
  */
-export const BASE_WINDOW = 4;
+export const BASE_WINDOW = 1;
 
 function build(random: Random) {
   const randomBytes = (n = 32) => random.bytes(n) as Uint8Array<ArrayBuffer>;

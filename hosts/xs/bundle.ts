@@ -12,6 +12,8 @@ export interface BundleOptions {
   minify?: boolean;
   /** Extra esbuild `define`s, e.g. build-time configuration. */
   define?: Record<string, string>;
+  /** Keep the entry's exports reachable as this global (size measurements of a library entry). */
+  globalName?: string;
 }
 
 export interface Bundle {
@@ -35,6 +37,7 @@ export async function bundle(entry: string, opts: BundleOptions = {}): Promise<B
     minify: opts.minify ?? false,
     legalComments: 'none',
     define: opts.define,
+    globalName: opts.globalName,
     logLevel: 'silent',
   });
   const code = result.outputFiles[0].text;
