@@ -241,7 +241,8 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
           return;
         }
         // A broken connection mid-body, or a bug: never a stack trace to the caller.
-        log.error({ err: e, route }, 'request failed');
+        if (req.destroyed && !req.complete) log.debug({ route }, 'client went away mid-request');
+        else log.error({ err: e, route }, 'request failed');
         sendError(res, 500, 'internal', 'internal error');
         if (!req.complete) closeAfterReply(req, res);
       });
@@ -251,7 +252,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP or a header timeout: answer plainly if the socket still can, then drop it.
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    if (socket.writable && !(socket as unknown as { _httpMessage?: unknown })._httpMessage) {
+    // As Node's default handler does: answer unless a response has already begun on this socket.
+    const pending = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !pending?.headersSent) {
       const body = JSON.stringify({ error: status === 408 ? 'timeout' : 'bad-http', message: status === 408 ? 'request too slow' : 'malformed HTTP request' });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     }

@@ -115,3 +115,14 @@ export class PortAnvil {
 
 /** The address nobody holds a key for, as a stand-in "other contract". */
 export const OTHER = '0x00000000000000000000000000000000000000aa';
+
+/** anvil mines right after eth_sendRawTransaction answers, not before: poll for the receipt. */
+export async function waitReceipt(url: string, hash: string): Promise<any> {
+  for (let i = 0; i < 200; i++) {
+    const r = await call(url, 'eth_getTransactionReceipt', [hash]);
+    if (r.error) throw new Error(JSON.stringify(r.error));
+    if (r.result) return r.result;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  throw new Error(`no receipt for ${hash}`);
+}

@@ -7,7 +7,7 @@ import { startAnvil, type Anvil } from '../../hosts/chain/anvil.js';
 import { connect, deployKeyExchange } from '../../hosts/chain/deploy.js';
 import { loadArtifact } from '../../contracts/artifact.js';
 import { startRelay, type Relay } from '../../hosts/relay/server.js';
-import { OTHER, call, postJson, request } from './helpers.js';
+import { OTHER, call, postJson, request, waitReceipt } from './helpers.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,9 +82,9 @@ describe('allowed methods forward', () => {
       const raw = await rawTx(over);
       const sent = await call(rpcUrl, 'eth_sendRawTransaction', [raw]);
       expect(sent.result).toBe(keccak256(raw));
-      const receipt = await call(rpcUrl, 'eth_getTransactionReceipt', [sent.result]);
-      expect(receipt.result.status).toBe('0x1');
-      expect(receipt.result.to).toBe(contract.toLowerCase());
+      const receipt = await waitReceipt(rpcUrl, sent.result);
+      expect(receipt.status).toBe('0x1');
+      expect(receipt.to).toBe(contract.toLowerCase());
     }
   });
 
