@@ -432,8 +432,10 @@ export class DeviceEngine {
       this.lastError = { code: 'relay-epoch-ahead', message: `relay reports epoch ${ch.epoch} above the pending ${p.epoch}: ignored` };
     }
 
-    // Not landed (per the relay). Was the nonce spent by something that did not land the offer
-    // (a reverted offer, e.g. the receiver rotated its key)? Then the same epoch and K get a new nonce.
+    // Not landed (per the relay). First of all, (re)broadcast once per boot.
+    if (this.lastBroadcastAt === -Infinity) return this.broadcast(cfg, p, now);
+    // Was the nonce spent by something that did not land the offer (a reverted offer, e.g. the
+    // receiver rotated its key)? Then the same epoch and K get the next own nonce.
     const spent = (await this.rpc(cfg).getTransactionCount(this.address, 'latest')) > p.nonce;
     if (spent && ch.epoch < p.epoch) {
       this.spentSince ??= now;
@@ -450,19 +452,22 @@ export class DeviceEngine {
       const r = await this.sign(cfg, p, now, 'bump');
       if (r) return r;
     }
-    if (now - this.lastBroadcastAt >= this.pollMs() * 4 || this.lastBroadcastAt > now) {
-      this.lastBroadcastAt = now;
-      try {
-        await this.rpc(cfg).sendRawTransaction(p.raw);
-      } catch (e) {
-        // "already known", "nonce too low", "insufficient funds": hints; keep the raw tx and retry later.
-        const err = e as IotkxError;
-        if (err.code !== 'rpc-error') throw e;
-        this.lastError = { code: 'broadcast-refused', message: err.message };
-      }
-      return this.result('broadcast', this.pollMs());
-    }
+    if (now - this.lastBroadcastAt >= this.pollMs() * 4 || this.lastBroadcastAt > now) return this.broadcast(cfg, p, now);
     return this.result('wait-landing', this.pollMs());
+  }
+
+  /** Send the persisted raw tx as it is (§5.3: retries reuse the raw tx). */
+  private async broadcast(cfg: DeviceConfig, p: PendingRecord, now: number): Promise<StepResult> {
+    this.lastBroadcastAt = now;
+    try {
+      await this.rpc(cfg).sendRawTransaction(p.raw);
+    } catch (e) {
+      // "already known", "nonce too low", "insufficient funds": hints; keep the raw tx and retry later.
+      const err = e as IotkxError;
+      if (err.code !== 'rpc-error') throw e;
+      this.lastError = { code: 'broadcast-refused', message: err.message };
+    }
+    return this.result('broadcast', this.pollMs());
   }
 
   /** Leave an epoch that the chain (per relay) shows rejected or expired; its K is dropped. */
