@@ -166,7 +166,7 @@ export class FakeChain {
         return encodeFunctionResult({ abi: keyExchangeAbi, functionName, result: rk ? [rk.encKey, rk.version, rk.sig] : ['0x', 0, '0x'] });
       }
       case 'channel': {
-        const ch = this.channel(String(args![0]), String(args![1]));
+        const ch = this.channel(String(args![0]), String(args![1]) as Address);
         return encodeFunctionResult({ abi: keyExchangeAbi, functionName, result: [ch.enrolled, ch.epoch, ch.state, Number(ch.keyVersion), ch.commitment, ch.offeredAt, ch.acceptedAt] });
       }
       default: throw new RpcFail(-32602, `call ${functionName} not modelled`);
@@ -292,7 +292,7 @@ export class FakeChain {
   }
 }
 
-const REVERT: Json[] = Object.freeze([]) as Json[];
+const REVERT: Json[] = [];
 
 export function topic(event: string): Hex {
   return encodeEventTopics({ abi: keyExchangeAbi, eventName: event as any })[0];
