@@ -49,18 +49,24 @@ export function chainFor(rpcUrl: string, chainId: number): Chain {
   });
 }
 
+/** Receipt polling interval: viem's 4 s default suits remote chains; a loopback node answers at once. */
+function pollingIntervalFor(rpcUrl: string): number | undefined {
+  return /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(rpcUrl) ? 50 : undefined;
+}
+
 /** Connects with `deployerKey`; the chain id is asked of the node unless given. */
 export async function connect(rpcUrl: string, deployerKey: Hex, chainId?: number): Promise<ChainSession> {
   const id = chainId ?? (await createPublicClient({ transport: http(rpcUrl) }).getChainId());
   const chain = chainFor(rpcUrl, id);
   const account = privateKeyToAccount(deployerKey);
   const transport = http(rpcUrl);
+  const pollingInterval = pollingIntervalFor(rpcUrl);
   return {
     rpcUrl,
     chain,
     account,
-    publicClient: createPublicClient({ chain, transport }),
-    walletClient: createWalletClient({ chain, transport, account }),
+    publicClient: createPublicClient({ chain, transport, pollingInterval }),
+    walletClient: createWalletClient({ chain, transport, account, pollingInterval }),
   };
 }
 
