@@ -21,7 +21,7 @@ afterAll(() => env?.stop());
 
 const http: Transport = {
   async request(method, url, body, contentType) {
-    const res = await fetch(url, { method, body: body as BodyInit | undefined, headers: contentType ? { 'content-type': contentType } : {} });
+    const res = await fetch(url, { method, body: body ? Buffer.from(body) : undefined, headers: contentType ? { 'content-type': contentType } : {} });
     return { status: res.status, body: new Uint8Array(await res.arrayBuffer()) };
   },
 };
