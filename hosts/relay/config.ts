@@ -26,7 +26,7 @@ export interface RelayLimits {
   pageMax: number;
   /** An upstream call that has not answered in this time is a JSON-RPC error (-32000). */
   upstreamTimeoutMs: number;
-  /** Upstream responses over this are refused (the device drops anything over 8 KiB anyway, §5.3). */
+  /** Upstream responses over this are refused (the device drops anything over 8 KiB anyway, §5.3; geth caps a batch response at 25 MB). */
   maxUpstreamResponseBytes: number;
   /** Parallel sockets to the upstream node; further calls queue (and their timeout runs while queued). */
   upstreamSockets: number;
@@ -85,6 +85,8 @@ export interface RelayOptions {
   limits?: Partial<RelayLimits>;
   /** Refuse envelopes (403 no-channel) from devices with no KeyAccepted log on chain. Default off. */
   requireChannel?: boolean | ChannelCheckOptions;
+  /** Also export prom-client's process metrics (CPU, memory, event loop) on /metrics. Default off. */
+  processMetrics?: boolean;
   /** pino level: 'fatal'..'trace' or 'silent' (default 'info'). */
   logLevel?: string;
 }

@@ -33,6 +33,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
+      req.off('close', onClose);
       if (err) reject(err);
       else resolve(Buffer.concat(chunks, size));
     };
@@ -45,9 +46,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     const onEnd = () => finish();
     const onError = (e: Error) => finish(e);
+    // A connection closed mid-body may end with 'close' alone: never leave the promise hanging.
+    const onClose = () => finish(new Error('connection closed before the body was complete'));
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    req.once('close', onClose);
   });
 }
 

@@ -84,6 +84,7 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
     limits,
     requireChannel: requireChannel ? { fromBlock: BigInt(record.block ?? 0) } : false,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
+    processMetrics: true,
   };
 }
 

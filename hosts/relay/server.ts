@@ -51,7 +51,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   const chainId = BigInt(opts.chainId);
   const contract = addressHex(parseAddress(opts.contract));
   const log: Logger = pino({ name: 'iotkx-relay', level: opts.logLevel ?? 'info' });
-  const metrics = new RelayMetrics(opts.logLevel !== 'silent');
+  const metrics = new RelayMetrics(opts.processMetrics ?? false);
   const upstream = new Upstream(opts.upstreamUrl, {
     timeoutMs: limits.upstreamTimeoutMs,
     maxResponseBytes: limits.maxUpstreamResponseBytes,
@@ -230,7 +230,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       const route = routeOf(url.pathname);
       res.on('finish', () => {
         metrics.requests.inc({ route, status: String(res.statusCode) });
-        metrics.latency.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
+        const secs = Number(process.hrtime.bigint() - started) / 1e9;
+        metrics.latency.observe({ route }, secs);
+        log.debug({ route, method: req.method, status: res.statusCode, ms: Math.round(secs * 1e4) / 10, client: req.socket.remoteAddress }, 'request');
       });
       dispatch(req, res, route, url).catch((e: unknown) => {
         if (e instanceof TooLarge) {

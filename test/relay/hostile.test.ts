@@ -149,3 +149,47 @@ test('storm: 4000 mixed malformed requests (bounded concurrency, loopback) leave
   const m = await request(`${relay.url}/metrics`, 'GET');
   expect(m.text).not.toMatch(/status="5\d\d"/);
 }, 90_000);
+
+describe('a misbehaving upstream', () => {
+  let mode = 'ok';
+  let fake: import('node:http').Server;
+  let relay: Relay;
+  beforeAll(async () => {
+    const http = await import('node:http');
+    fake = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (mode === 'status') return void res.writeHead(503).end('busy');
+        if (mode === 'not-json') return void res.writeHead(200).end('<html>');
+        if (mode === 'huge') return void res.writeHead(200).end(JSON.stringify({ jsonrpc: '2.0', id: 0, result: 'f'.repeat(2 * 1024 * 1024) }));
+        if (mode === 'wrong-id') return void res.writeHead(200).end(JSON.stringify({ jsonrpc: '2.0', id: 12345, result: '0x1' }));
+        if (mode === 'extra') return void res.writeHead(200).end(JSON.stringify({ jsonrpc: '2.0', id: 0, result: '0x7a69', injected: 'x', __proto__x: 1 }));
+        res.writeHead(200).end(JSON.stringify({ jsonrpc: '2.0', id: 0, result: '0x7a69' }));
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    relay = await relayOn(`http://127.0.0.1:${(fake.address() as net.AddressInfo).port}`);
+  });
+  afterAll(async () => {
+    fake.closeAllConnections();
+    await new Promise((r) => fake.close(r));
+  });
+
+  test.each([
+    ['status', 'upstream answered HTTP 503', 'http-status'],
+    ['not-json', 'upstream answered with invalid JSON', 'bad-response'],
+    ['huge', 'upstream response over 1048576 bytes', 'too-large'],
+  ])('%s → -32000 "%s"', async (m, message, reason) => {
+    mode = m;
+    const r = await call(`${relay.url}/rpc`, 'eth_chainId');
+    expect(r.error).toEqual({ code: -32000, message, data: { reason } });
+  });
+
+  test('an answer for another id is not passed off as ours; unknown members are stripped', async () => {
+    mode = 'wrong-id';
+    expect((await call(`${relay.url}/rpc`, 'eth_chainId')).error.code).toBe(-32000);
+    mode = 'extra';
+    const r = await call(`${relay.url}/rpc`, 'eth_chainId');
+    expect(Object.keys(r).sort()).toEqual(['id', 'jsonrpc', 'result']);
+  });
+});
