@@ -313,10 +313,9 @@ export class DeviceEngine {
   private spacingLeft(cfg: DeviceConfig, now: number): number {
     const c = this.chan;
     if (c.lastOfferAt === 0) return 0;
-    // A clock that went back by more than a day would stall offers for as long: count from now instead.
-    if (now < c.lastOfferAt - DAY_MS) {
-      this.persist({ ...c, lastOfferAt: now });
-    }
+    // A clock that went back by more than a day would stall offers for as long: count from now
+    // instead (this persists, so the caller's step ends with 'wait-spacing').
+    if (now < c.lastOfferAt - DAY_MS) this.persist({ ...c, lastOfferAt: now });
     return Math.max(0, this.chan.lastOfferAt + this.spacingMs(cfg, this.chan.backoffExp) - now);
   }
 
