@@ -1,0 +1,350 @@
+/**
+ * The on-device readings queue: seal each reading (PROTOCOL.md §7), keep the sealed
+ * envelopes in a bounded queue in the injected Storage (NVS on the ESP32), and drain
+ * them in order to the relay (`POST /v1/readings`, §9).
+ *
+ * Storage layout (NVS: keys ≤ 15 characters, values ≤ 4000 B, a 24 KiB partition):
+ *   q0 … q{N−1}  a ring of N slots; each holds a few envelopes:
+ *                u8 format, u32 gen, then (u16 length, envelope bytes)*, ≤ slotBytes in all
+ *   qs           counters: u8 format, u32 sent, u32 droppedFull, u32 refused
+ * Default N = 8 slots of ≤ 1024 B: 8 KiB for ~70 readings of {t, temp, rh} (~110 B each),
+ * beside ~1.3 KiB of engine records; NVS needs the rest (32-B entries with a header per
+ * blob chunk, and one free page for its own garbage collection).
+ *
+ * Decisions:
+ * - Every queue operation is ONE Storage.set or delete. There is no head/tail record:
+ *   each slot carries a generation number, generation g lives in slot g mod N, so the
+ *   newest slot is the highest generation and the oldest the lowest. A power cut
+ *   therefore never leaves head/tail pointers disagreeing with the slots.
+ * - When the ring is full, the next slot overwrites the OLDEST slot: its envelopes (a
+ *   few readings at once) are dropped and counted (`droppedFull`). Old readings are the
+ *   least useful, and slot granularity keeps drop-oldest to a single write.
+ * - seq comes from engine.reserveSeq() before sealing, which persists the high-water
+ *   mark ahead of use (§7): a power cut between sealing and enqueueing loses that
+ *   reading (a gap, allowed by §7), never reuses its seq.
+ * - Only what the relay acknowledged is deleted: 202 (stored) and 200 (duplicate).
+ *   400/409/413 mean the relay will never take that envelope: it is dropped and
+ *   counted (`refused`). Anything else (network error, 5xx, other statuses) stops the
+ *   drain; the envelope stays and is retried later. The relay may lie (§1); receipt is
+ *   all the device can check, so an acknowledged envelope is gone from the device.
+ * - Acknowledgements are written once per slot (or when the drain stops), not per
+ *   envelope, to spare flash: a power cut mid-drain resends a few envelopes, which a
+ *   relay answers with 200 duplicate (and the receiver dedups by seq, §7).
+ * - The counters are persisted at most once per drain and once per dropped slot; a
+ *   power cut may lose the latest increments (they are for the console, §6 `status`).
+ */
+import { IotkxError, check } from '../errors.js';
+import { decodeEnvelope } from '../envelope.js';
+import { dataKeyOf } from '../ids.js';
+import type { Random, Storage, Transport } from '../platform.js';
+import { sealReading } from '../reading.js';
+
+/** NVS limits (MODDABLE.md §3). */
+const MAX_KEY_CHARS = 15;
+const MAX_VALUE_BYTES = 4000;
+/** Slot keys are q0..q15 (short: every NVS key costs an entry). */
+export const MAX_SLOTS = 16;
+export const DEFAULT_SLOTS = 8;
+export const DEFAULT_SLOT_BYTES = 1024;
+/** Envelopes sent per drain() call, so one tick stays short. */
+export const DEFAULT_MAX_PER_DRAIN = 32;
+const KEY_STATS = 'qs';
+const FORMAT = 1;
+const SLOT_HEADER = 5; // u8 format + u32 gen
+/** §9: 202 stored, 200 duplicate; 400 malformed, 409 too many variants, 413 too large. */
+const ACKED = [200, 202];
+const REFUSED = [400, 409, 413];
+
+/** What the queue needs from the device engine (DeviceEngine has all of it). */
+export interface SealingKeys {
+  readonly address: Uint8Array;
+  activeKey(): { epoch: bigint; K: Uint8Array; channelId: Uint8Array } | undefined;
+  reserveSeq(): { epoch: bigint; seq: bigint };
+}
+
+export interface QueueOptions {
+  slots?: number;
+  slotBytes?: number;
+  maxPerDrain?: number;
+}
+
+export interface QueueCounters {
+  /** Envelopes held now. */
+  queued: number;
+  /** Acknowledged by the relay (202 or 200), ever. */
+  sent: number;
+  /** Dropped: droppedFull + refused. */
+  dropped: number;
+  /** Dropped as the oldest when the queue was full. */
+  droppedFull: number;
+  /** Dropped because the relay refused them for good (400/409/413). */
+  refused: number;
+}
+
+export interface DrainResult {
+  sent: number;
+  refused: number;
+  /** Why the drain stopped before emptying the queue: null (empty or per-call limit reached), else the cause. */
+  stopped: null | string;
+  remaining: number;
+}
+
+interface Slot {
+  gen: number;
+  envs: Uint8Array[];
+  bytes: number;
+}
+
+function u32(out: number[], x: number): void {
+  out.push((x >>> 24) & 0xff, (x >>> 16) & 0xff, (x >>> 8) & 0xff, x & 0xff);
+}
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at] << 24) >>> 0) + (b[at + 1] << 16) + (b[at + 2] << 8) + b[at + 3];
+}
+
+/* Hand-written codec: a few lines, and the slot must stay a flat byte string for NVS. */
+export function encodeSlot(gen: number, envs: Uint8Array[]): Uint8Array {
+  let n = SLOT_HEADER;
+  for (const e of envs) n += 2 + e.length;
+  const out = new Uint8Array(n);
+  out[0] = FORMAT;
+  out[1] = (gen >>> 24) & 0xff; out[2] = (gen >>> 16) & 0xff; out[3] = (gen >>> 8) & 0xff; out[4] = gen & 0xff;
+  let at = SLOT_HEADER;
+  for (const e of envs) {
+    out[at++] = e.length >> 8; out[at++] = e.length & 0xff;
+    out.set(e, at); at += e.length;
+  }
+  return out;
+}
+
+export function decodeSlot(b: Uint8Array): { gen: number; envs: Uint8Array[] } {
+  check(b.length >= SLOT_HEADER && b[0] === FORMAT, 'bad-record', 'queue slot: bad header');
+  const gen = readU32(b, 1);
+  const envs: Uint8Array[] = [];
+  let at = SLOT_HEADER;
+  while (at < b.length) {
+    check(at + 2 <= b.length, 'bad-record', 'queue slot: truncated length');
+    const n = (b[at] << 8) | b[at + 1];
+    at += 2;
+    check(n > 0 && at + n <= b.length, 'bad-record', 'queue slot: truncated envelope');
+    envs.push(b.slice(at, at + n));
+    at += n;
+  }
+  return { gen, envs };
+}
+
+/** §9 readings endpoint beside the JSON-RPC one: `<base>/rpc` → `<base>/v1/readings`; a URL without `/rpc` is the base. */
+export function readingsUrl(relayUrl: string): string {
+  let base = relayUrl;
+  while (base.endsWith('/')) base = base.slice(0, -1);
+  if (base.endsWith('/rpc')) base = base.slice(0, -4);
+  return `${base}/v1/readings`;
+}
+
+function isFiniteValues(values: Record<string, number>): boolean {
+  for (const k in values) if (typeof values[k] !== 'number' || !Number.isFinite(values[k])) return false;
+  return true;
+}
+
+export class ReadingQueue {
+  private readonly storage: Storage;
+  private readonly transport: Transport;
+  readonly slots: number;
+  readonly slotBytes: number;
+  private readonly maxPerDrain: number;
+  /** Slot index → contents (a mirror of storage). */
+  private readonly ring = new Map<number, Slot>();
+  private stats = { sent: 0, droppedFull: 0, refused: 0 };
+  private draining = false;
+  private keyCache: { epoch: bigint; K: Uint8Array; dataKey: Uint8Array } | undefined;
+
+  constructor(storage: Storage, transport: Transport, opts: QueueOptions = {}) {
+    this.storage = storage;
+    this.transport = transport;
+    this.slots = opts.slots ?? DEFAULT_SLOTS;
+    this.slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
+    this.maxPerDrain = opts.maxPerDrain ?? DEFAULT_MAX_PER_DRAIN;
+    check(Number.isInteger(this.slots) && this.slots >= 2 && this.slots <= MAX_SLOTS, 'bad-option', `queue: slots must be 2..${MAX_SLOTS}`);
+    check(Number.isInteger(this.slotBytes) && this.slotBytes >= 256 && this.slotBytes <= MAX_VALUE_BYTES, 'bad-option', `queue: slotBytes must be 256..${MAX_VALUE_BYTES}`);
+    check(Number.isInteger(this.maxPerDrain) && this.maxPerDrain >= 1, 'bad-option', 'queue: maxPerDrain must be ≥ 1');
+    this.load();
+  }
+
+  private key(i: number): string {
+    const k = `q${i}`;
+    check(k.length <= MAX_KEY_CHARS, 'bad-record', 'queue: key too long');
+    return k;
+  }
+
+  private load(): void {
+    for (let i = 0; i < this.slots; i++) {
+      const b = this.storage.get(this.key(i));
+      if (!b) continue;
+      try {
+        const s = decodeSlot(b);
+        // A slot in the wrong place or empty cannot come from this code: discard it.
+        if (s.gen % this.slots !== i || s.envs.length === 0) throw new IotkxError('bad-record', 'queue slot misplaced');
+        this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: b.length });
+      } catch {
+        this.storage.delete(this.key(i));
+      }
+    }
+    const st = this.storage.get(KEY_STATS);
+    if (st && st.length === 13 && st[0] === FORMAT) {
+      this.stats = { sent: readU32(st, 1), droppedFull: readU32(st, 5), refused: readU32(st, 9) };
+    }
+  }
+
+  private saveStats(): void {
+    const out = [FORMAT];
+    u32(out, this.stats.sent); u32(out, this.stats.droppedFull); u32(out, this.stats.refused);
+    this.storage.set(KEY_STATS, Uint8Array.from(out));
+  }
+
+  /** Slots oldest first. */
+  private ordered(): Array<[number, Slot]> {
+    return [...this.ring.entries()].sort((a, b) => a[1].gen - b[1].gen);
+  }
+
+  private writeSlot(i: number, s: Slot): void {
+    const v = encodeSlot(s.gen, s.envs);
+    check(v.length <= MAX_VALUE_BYTES, 'bad-record', 'queue slot over the NVS value limit');
+    this.storage.set(this.key(i), v); // the one write of the operation; the mirror follows only if it succeeded
+    this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: v.length });
+  }
+
+  private removeSlot(i: number): void {
+    this.storage.delete(this.key(i));
+    this.ring.delete(i);
+  }
+
+  /** Append one sealed envelope (one Storage write). When full, the oldest slot is dropped and counted. */
+  enqueue(envelope: Uint8Array): void {
+    check(envelope.length > 0 && SLOT_HEADER + 2 + envelope.length <= this.slotBytes, 'reading-too-large',
+      `queue: a ${envelope.length}-byte envelope does not fit a ${this.slotBytes}-byte slot`);
+    const all = this.ordered();
+    const tail = all.length ? all[all.length - 1] : undefined;
+    if (tail && tail[1].bytes + 2 + envelope.length <= this.slotBytes) {
+      this.writeSlot(tail[0], { ...tail[1], envs: [...tail[1].envs, envelope] });
+      return;
+    }
+    const gen = tail ? tail[1].gen + 1 : 0;
+    check(gen <= 0xffffffff, 'queue-exhausted', 'queue: generation counter exhausted');
+    const i = gen % this.slots;
+    const oldest = this.ring.get(i); // gen − slots: necessarily the oldest slot held
+    this.writeSlot(i, { gen, envs: [envelope], bytes: 0 });
+    if (oldest) {
+      this.stats.droppedFull += oldest.envs.length;
+      this.saveStats();
+    }
+  }
+
+  /**
+   * Seal `values` (e.g. {temp, rh}) with `t` = unix seconds under the active key and
+   * enqueue it (§7). Throws 'no-active-key' when there is none, 'bad-reading' for a
+   * non-finite value (checked before a seq is reserved).
+   */
+  seal(keys: SealingKeys, random: Random, tSec: number, values: Record<string, number>): { epoch: bigint; seq: bigint } {
+    check(isFiniteValues(values) && Number.isInteger(tSec), 'bad-reading', 'reading: values must be finite numbers and t an integer');
+    const key = keys.activeKey();
+    if (!key) throw new IotkxError('no-active-key', 'no active key to seal with');
+    const { epoch, seq } = keys.reserveSeq(); // persists the high-water mark ahead of use (§7)
+    check(epoch === key.epoch, 'no-active-key', 'active key changed while sealing');
+    if (!this.keyCache || this.keyCache.epoch !== epoch || this.keyCache.K !== key.K) {
+      this.keyCache = { epoch, K: key.K, dataKey: dataKeyOf(key.K, key.channelId) };
+    }
+    const envelope = sealReading({ dataKey: this.keyCache.dataKey, device: keys.address, epoch, seq, values: { ...values, t: tSec }, random });
+    this.enqueue(envelope);
+    return { epoch, seq };
+  }
+
+  /** Queued envelopes, oldest first. */
+  envelopes(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const [, s] of this.ordered()) out.push(...s.envs);
+    return out;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.ring.values()) n += s.envs.length;
+    return n;
+  }
+
+  /** Does the queue still hold an envelope of `epoch`? (The previous key is released only once none is left.) */
+  holdsEpoch(epoch: bigint): boolean {
+    for (const e of this.envelopes()) {
+      try {
+        if (decodeEnvelope(e).epoch === epoch) return true;
+      } catch {
+        // never produced by seal(); the relay will refuse it (400) and it gets dropped
+      }
+    }
+    return false;
+  }
+
+  counters(): QueueCounters {
+    const { sent, droppedFull, refused } = this.stats;
+    return { queued: this.size, sent, dropped: droppedFull + refused, droppedFull, refused };
+  }
+
+  /**
+   * Send queued envelopes oldest first, at most maxPerDrain. Deletes only what the relay
+   * acknowledged (or refused for good); stops at the first network error or other status.
+   */
+  async drain(relayUrl: string): Promise<DrainResult> {
+    const result: DrainResult = { sent: 0, refused: 0, stopped: null, remaining: this.size };
+    if (this.draining) return { ...result, stopped: 'busy' };
+    this.draining = true;
+    const url = readingsUrl(relayUrl);
+    let budget = this.maxPerDrain;
+    try {
+      while (budget > 0 && result.stopped === null) {
+        const head = this.ordered()[0];
+        if (!head) break;
+        const [i, slot] = head;
+        let done = 0;
+        for (const env of slot.envs) {
+          if (budget === 0) break;
+          budget--;
+          let status: number;
+          try {
+            status = (await this.transport.request('POST', url, env, 'application/cbor')).status;
+          } catch (e) {
+            result.stopped = e instanceof IotkxError ? e.code : 'transport-error';
+            break;
+          }
+          if (ACKED.includes(status)) { result.sent++; this.stats.sent++; }
+          else if (REFUSED.includes(status)) { result.refused++; this.stats.refused++; }
+          else { result.stopped = `http-${status}`; break; }
+          done++;
+        }
+        if (done > 0) this.dropFront(i, slot.gen, slot.envs.slice(0, done));
+      }
+    } finally {
+      this.draining = false;
+      if (result.sent > 0 || result.refused > 0) this.saveStats();
+    }
+    result.remaining = this.size;
+    return result;
+  }
+
+  /** Remove `gone` from the front of slot i if it still holds generation `gen` (one write). */
+  private dropFront(i: number, gen: number, gone: Uint8Array[]): void {
+    const cur = this.ring.get(i);
+    if (!cur || cur.gen !== gen) return; // overwritten meanwhile (queue full): already dropped
+    let n = 0;
+    while (n < gone.length && n < cur.envs.length && cur.envs[n] === gone[n]) n++;
+    if (n === cur.envs.length) this.removeSlot(i);
+    else if (n > 0) this.writeSlot(i, { ...cur, envs: cur.envs.slice(n) });
+  }
+
+  /** §6 factory-reset: the queued readings and counters go with the rest of the partition. */
+  wipe(): void {
+    for (let i = 0; i < MAX_SLOTS; i++) this.storage.delete(this.key(i));
+    this.storage.delete(KEY_STATS);
+    this.ring.clear();
+    this.stats = { sent: 0, droppedFull: 0, refused: 0 };
+    this.keyCache = undefined;
+  }
+}
