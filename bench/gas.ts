@@ -118,7 +118,7 @@ export function gasTable(rows: GasRow[]): string {
   )].join('\n');
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+async function main(): Promise<void> {
   if (process.argv.includes('--compare-pipelines')) {
     for (const viaIR of [false, true]) {
       console.log(`\n### solc optimizer on, viaIR ${viaIR}\n`);
@@ -127,4 +127,12 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   } else {
     console.log(gasTable(await gasBench()));
   }
+}
+
+// No top-level await: jest runs this file as CommonJS when a test imports gasBench.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
 }
