@@ -124,7 +124,6 @@ contract KeyExchange {
     uint256 private constant OFFERED_AT_SHIFT = 120;
     uint256 private constant ACCEPTED_AT_SHIFT = 184;
     uint256 private constant U8 = 0xff;
-    uint256 private constant U32 = 0xffffffff;
     uint256 private constant U64 = 0xffffffffffffffff;
 
     /// @dev Receiver key record: slot 0 = version + v; encKey stored as its X, Y (the 0x04 prefix is implied);
