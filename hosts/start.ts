@@ -1,0 +1,79 @@
+/**
+ * `npm start`: the whole system on this machine (embedded anvil, KeyExchange, receiver,
+ * relay, simulated devices), a live summary every few seconds, clean stop on Ctrl-C.
+ * Flags (or environment): --devices N (IOTKX_DEVICES, 3), --interval S (IOTKX_INTERVAL, 5),
+ * --rpc-url URL (IOTKX_RPC_URL: use that node instead of anvil, with IOTKX_DEPLOYER_KEY),
+ * --block-time S (1), --data-dir DIR (.iotkx/run), --relay-port N, --receiver-port N.
+ */
+import { parseArgs } from 'node:util';
+import type { Hex } from 'viem';
+import { startSystem } from './system.js';
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
+    'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' },
+    'receiver-port': { type: 'string' }, help: { type: 'boolean' },
+  },
+});
+if (values.help) {
+  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--relay-port N] [--receiver-port N]');
+  process.exit(0);
+}
+const env = process.env;
+const int = (v: string | undefined, fallback: number, name: string) => {
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) { console.error(`--${name} must be a whole number, not ${JSON.stringify(v)}`); process.exit(2); }
+  return n;
+};
+
+const system = await startSystem({
+  dataDir: values['data-dir'] ?? env.IOTKX_DATA_DIR ?? '.iotkx/run',
+  devices: int(values.devices ?? env.IOTKX_DEVICES, 3, 'devices'),
+  intervalSec: int(values.interval ?? env.IOTKX_INTERVAL, 5, 'interval'),
+  rpcUrl: values['rpc-url'] ?? env.IOTKX_RPC_URL,
+  deployerKey: env.IOTKX_DEPLOYER_KEY as Hex | undefined,
+  blockTime: int(values['block-time'], 1, 'block-time'),
+  offerTtlBlocks: 60,
+  relayPort: values['relay-port'] ? int(values['relay-port'], 0, 'relay-port') : undefined,
+  receiverPort: values['receiver-port'] ? int(values['receiver-port'], 0, 'receiver-port') : undefined,
+  log: (line) => console.log(line),
+}).catch((e: Error) => {
+  console.error(`iotkx: could not start: ${e.message}`);
+  process.exit(1);
+});
+
+console.log(`\nrunning. Join info for other programs: ${system.infoFile}`);
+console.log(JSON.stringify(system.info, null, 2));
+console.log(`decrypted readings: curl ${system.info.receiverUrl}/v1/devices/<address>/readings\nCtrl-C stops everything.\n`);
+
+const summary = setInterval(async () => {
+  try {
+    const devices = (await (await fetch(`${system.info.receiverUrl}/v1/devices`)).json()) as any[];
+    const lines = devices.map((d) => `  ${d.device}  ${String(d.state).padEnd(8)} epoch ${d.epoch ?? '-'}  readings ${d.readings}  gaps ${d.gaps}`);
+    let last = '';
+    for (const d of devices) {
+      if (Number(d.readings) === 0) continue;
+      const page = (await (await fetch(`${system.info.receiverUrl}/v1/devices/${d.device}/readings?limit=1000`)).json()) as any;
+      const r = page.readings.at(-1);
+      if (r) last = `  latest from ${d.device.slice(0, 10)}…: ${JSON.stringify(r.values)} (epoch ${r.epoch}, seq ${r.seq})`;
+    }
+    console.log(`[${new Date().toISOString().slice(11, 19)}] receiver view:\n${lines.join('\n')}${last ? `\n${last}` : ''}`);
+  } catch (e) {
+    console.log(`summary unavailable: ${(e as Error).message}`);
+  }
+}, 5000);
+
+let stopping = false;
+const shutdown = async () => {
+  if (stopping) return;
+  stopping = true;
+  clearInterval(summary);
+  console.log('\nstopping…');
+  await system.stop();
+  console.log('stopped.');
+  process.exit(0);
+};
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);

@@ -1,0 +1,161 @@
+/**
+ * The whole system on one machine, in one process: an embedded anvil (or an existing
+ * node), the KeyExchange deployment, the receiver, the relay and a fleet of simulated
+ * devices that get paired (provisioned, enrolled by an operator, funded) and then run
+ * the exchange and send sealed readings. `npm start` and the system test use it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseEther, type Address, type Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { keyExchangeAbi } from '../contracts/build/KeyExchange.js';
+import { startAnvil, type Anvil } from './chain/anvil.js';
+import { attach, connect, deployKeyExchange, fund, writeDeployment, type DeploymentRecord } from './chain/deploy.js';
+import { startFleet, type NodeDevice } from './device-node/device.js';
+import { initReceiverKeys } from './receiver/keys.js';
+import { startReceiver, type RunningReceiver } from './receiver/receiver.js';
+import { startRelay, type Relay } from './relay/server.js';
+import { writeSecretFile } from './receiver/keys.js';
+
+export interface SystemOptions {
+  /** Where everything the run writes goes; wiped at start (a new chain needs new devices). */
+  dataDir: string;
+  devices: number;
+  /** Seconds between readings of each device. */
+  intervalSec: number;
+  /** Use this node instead of starting anvil (needs deployerKey, a funded account). */
+  rpcUrl?: string;
+  deployerKey?: Hex;
+  /** Seconds per block of the embedded anvil. */
+  blockTime: number;
+  offerTtlBlocks: number;
+  relayPort?: number;
+  receiverPort?: number;
+  log?: (line: string) => void;
+}
+
+/** Everything another program needs to join the running system (written to `system.json`). */
+export interface JoinInfo {
+  rpcUrl: string;
+  chainId: number;
+  contract: Address;
+  deploymentBlock: number;
+  offerTtlBlocks: number;
+  relayUrl: string;
+  relayRpcUrl: string;
+  receiverUrl: string;
+  receiverAddress: Address;
+  operatorAddress: Address;
+  operatorKeyFile: string;
+  receiverKeyFile: string;
+  devices: string[];
+}
+
+export interface RunningSystem {
+  info: JoinInfo;
+  infoFile: string;
+  devices: NodeDevice[];
+  receiver: RunningReceiver;
+  relay: Relay;
+  stop(): Promise<void>;
+}
+
+export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
+  const log = opts.log ?? (() => {});
+  const dir = path.resolve(opts.dataDir);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const stops: Array<() => Promise<unknown>> = [];
+  const stopAll = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+  };
+  try {
+    // 1. Chain and deployment.
+    let anvil: Anvil | undefined;
+    let rpcUrl = opts.rpcUrl;
+    let deployerKey = opts.deployerKey;
+    let operatorKey: Hex;
+    if (!rpcUrl) {
+      anvil = await startAnvil({ blockTime: opts.blockTime });
+      stops.push(() => anvil!.stop());
+      rpcUrl = anvil.rpcUrl;
+      deployerKey = anvil.accounts[0].privateKey;
+      operatorKey = anvil.accounts[1].privateKey;
+      log(`chain: anvil at ${rpcUrl} (chain id ${anvil.chainId}, ${opts.blockTime}s blocks)`);
+    } else {
+      if (!deployerKey) throw new Error('an existing node needs IOTKX_DEPLOYER_KEY (a funded account) to deploy and fund');
+      operatorKey = deployerKey;
+      log(`chain: ${rpcUrl}`);
+    }
+    const deployer = opts.rpcUrl ? await attach(rpcUrl, deployerKey) : await connect(rpcUrl, deployerKey!);
+    const deployment: DeploymentRecord = await deployKeyExchange(deployer, opts.offerTtlBlocks);
+    writeDeployment(deployment, path.join(dir, 'deployment.json'));
+    log(`contract: KeyExchange at ${deployment.address} (block ${deployment.block}, offer TTL ${deployment.offerTtlBlocks} blocks)`);
+
+    // 2. Receiver: fresh keys, funded, key record published at start.
+    const receiverDir = path.join(dir, 'receiver');
+    const receiverKeyFile = path.join(receiverDir, 'keys.json');
+    const keys = initReceiverKeys(receiverKeyFile);
+    const receiverAddress = privateKeyToAccount(`0x${Buffer.from(keys.accountKey).toString('hex')}` as Hex).address;
+    await fund(deployer, receiverAddress, parseEther('10'));
+
+    // 3. Relay in front of the chain, then the receiver pulling readings from it.
+    const relay = await startRelay({
+      upstreamUrl: rpcUrl, chainId: deployment.chainId, contract: deployment.address,
+      dbPath: path.join(dir, 'relay.db'), port: opts.relayPort ?? 0, logLevel: 'silent',
+    });
+    stops.push(() => relay.stop());
+    log(`relay: ${relay.url}`);
+    const receiver = await startReceiver({
+      rpcUrl, chainId: deployment.chainId, contract: deployment.address, startBlock: BigInt(deployment.block),
+      dataDir: receiverDir, keyFile: receiverKeyFile, relayUrl: relay.url, pollIntervalMs: 1000,
+      http: { port: opts.receiverPort ?? 0 },
+    });
+    stops.push(() => receiver.stop());
+    log(`receiver: ${receiver.url} (account ${receiver.address})`);
+
+    // 4. The operator, authorised by the receiver (§5.2).
+    const operatorKeyFile = path.join(dir, 'operator.key');
+    writeSecretFile(operatorKeyFile, `${operatorKey}\n`);
+    const operator = await connect(rpcUrl, operatorKey, deployment.chainId);
+    const asReceiver = await connect(rpcUrl, `0x${Buffer.from(keys.accountKey).toString('hex')}` as Hex, deployment.chainId);
+    await send(asReceiver, deployment.address, 'setOperator', [operator.account.address, true]);
+
+    // 5. Devices: provision, enroll, fund (§5.2), then they run on their own.
+    const devices = startFleet(opts.devices, { dir: path.join(dir, 'devices'), prefix: 'sim' });
+    stops.push(async () => { for (const d of devices) await d.stop(); });
+    for (const d of devices) {
+      // In-process the device cannot fail to take its configuration, so it is enrolled and
+      // funded first and finds itself enrolled at its first step (the CLI pairs the other way round).
+      await send(operator, deployment.address, 'enroll', [receiver.address, d.address as Address]);
+      await fund(deployer, d.address as Address, parseEther('0.1'));
+      d.provision({
+        relayUrl: `${relay.url}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
+        receiver: receiver.address, intervalSec: opts.intervalSec,
+        maxFeePerGas: '100000000000', maxPriorityFeePerGas: '2000000000', offerGas: '120000', maxTxPerDay: 24,
+        blockTime: opts.blockTime, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
+      });
+      d.poke();
+      log(`device ${d.address}: enrolled, funded, provisioned`);
+    }
+
+    const info: JoinInfo = {
+      rpcUrl, chainId: deployment.chainId, contract: deployment.address, deploymentBlock: deployment.block,
+      offerTtlBlocks: deployment.offerTtlBlocks, relayUrl: relay.url, relayRpcUrl: `${relay.url}/rpc`,
+      receiverUrl: receiver.url, receiverAddress: receiver.address, operatorAddress: operator.account.address,
+      operatorKeyFile, receiverKeyFile, devices: devices.map((d) => d.address),
+    };
+    const infoFile = path.join(dir, 'system.json');
+    fs.writeFileSync(infoFile, `${JSON.stringify(info, null, 2)}\n`);
+    return { info, infoFile, devices, receiver, relay, stop: stopAll };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+async function send(s: Awaited<ReturnType<typeof connect>>, contract: Address, functionName: 'setOperator' | 'enroll', args: readonly unknown[]) {
+  const hash = await s.walletClient.writeContract({ address: contract, abi: keyExchangeAbi, functionName, args } as any);
+  const receipt = await s.publicClient.waitForTransactionReceipt({ hash });
+  if (receipt.status !== 'success') throw new Error(`${functionName} reverted (${hash})`);
+}

@@ -1,0 +1,67 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+// `npm start` as a user runs it: a real process with anvil, the contract, relay,
+// receiver and simulated devices. Readings must come out decrypted on the receiver's
+// §9 API, and Ctrl-C must stop everything.
+const ROOT = path.resolve(__dirname, '../..');
+jest.setTimeout(120_000);
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+test('npm start: devices pair, exchange keys and their readings arrive decrypted; Ctrl-C stops it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iotkx-start-'));
+  const child = spawn(path.join(ROOT, 'node_modules/.bin/tsx'), ['hosts/start.ts', '--devices', '2', '--interval', '2', '--data-dir', dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    const info = await until('system.json', async () => {
+      const f = path.join(dir, 'system.json');
+      return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : undefined;
+    }, 60_000);
+    expect(info.devices).toHaveLength(2);
+    for (const key of ['rpcUrl', 'chainId', 'contract', 'relayUrl', 'receiverUrl', 'receiverAddress', 'operatorKeyFile']) expect(info[key]).toBeDefined();
+
+    for (const device of info.devices as string[]) {
+      const page = await until(`readings of ${device}`, async () => {
+        const res = await fetch(`${info.receiverUrl}/v1/devices/${device}/readings`);
+        if (res.status !== 200) return undefined;
+        const body = (await res.json()) as any;
+        return body.readings.length >= 2 ? body : undefined;
+      }, 60_000);
+      for (const r of page.readings) {
+        expect(r.epoch).toBe('1');
+        expect(typeof r.values.t).toBe('number');
+        expect(r.values.temp).toBeGreaterThan(-40);
+        expect(r.values.temp).toBeLessThan(85);
+      }
+      const seqs = page.readings.map((r: any) => BigInt(r.seq));
+      expect(seqs).toEqual([...seqs].sort((a, b) => (a < b ? -1 : 1)));
+    }
+    const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
+    expect(devices.map((d) => d.state)).toEqual(['accepted', 'accepted']);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- npm start output ---\n${out}`);
+  } finally {
+    child.kill('SIGINT');
+    const code = await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(code).toBe(0);
+    expect(out).toContain('stopped.');
+  }
+});
