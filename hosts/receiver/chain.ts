@@ -41,7 +41,8 @@ export class ReceiverChain {
       rpcUrls: { default: { http: [rpcUrl] } },
     });
     // No retries inside viem: the watcher loop is the retry, and it must see failures to count them.
-    this.client = createPublicClient({ chain, transport: http(rpcUrl, { retryCount: 0, timeout: 15_000 }) });
+    // cacheTime 0: viem otherwise caches eth_blockNumber for 4 s and the watcher would scan behind the head.
+    this.client = createPublicClient({ chain, cacheTime: 0, transport: http(rpcUrl, { retryCount: 0, timeout: 15_000 }) });
     this.account = privateKeyToAccount(toHex(accountKey));
     this.contract = contract;
     this.chainId = chainId;
