@@ -104,7 +104,13 @@ export class Exchange {
         this.metrics.reorgs.inc();
         this.log('reorg: re-scanning', { from: String(from), was: String(cur.block) });
         cur = { block: from < this.cfg.startBlock - 1n ? this.cfg.startBlock - 1n : from, hash: null };
-        this.store.setMeta('cursor', JSON.stringify({ block: cur.block.toString(), hash: null }));
+        this.store.db.transaction(() => {
+          // An acceptance in the re-scanned range may have been undone: re-check it against the chain (the K
+          // stays; settle() marks it accepted again or re-sends the same acceptance).
+          this.store.db.prepare("UPDATE epochs SET state = 'keyStored' WHERE state = 'accepted' AND accepted_block > ? AND k_enc IS NOT NULL")
+            .run(Number(cur!.block));
+          this.store.setMeta('cursor', JSON.stringify({ block: cur!.block.toString(), hash: null }));
+        })();
       }
     }
     let from = cur ? cur.block + 1n : this.cfg.startBlock;

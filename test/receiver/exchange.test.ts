@@ -265,3 +265,28 @@ describe('rotation and confirmations', () => {
     await r.stop();
   });
 });
+
+describe('reorgs', () => {
+  test('an acceptance undone by a reorg deeper than the confirmation depth is detected and made again, with the same K', async () => {
+    const d = env.actors.d1;
+    const r = await startReceiver(receiverOpts('main'));
+    const snap = await env.pub.request({ method: 'evm_snapshot' as never, params: [] as never }) as Hex;
+    const o = await offer(d, r.address); // d1 is at epoch 1 accepted: this is epoch 2
+    const raw = await env.pub.request({ method: 'eth_getRawTransactionByHash' as never, params: [o.tx] as never }) as Hex;
+    await pass(r);
+    expect(await channelState(d)).toEqual({ epoch: 2n, state: 2 });
+    // The chain forgets the offer and the acceptance; the device re-broadcasts its same raw offer.
+    await env.pub.request({ method: 'evm_revert' as never, params: [snap] as never });
+    expect(await channelState(d)).toEqual({ epoch: 1n, state: 2 });
+    await env.pub.request({ method: 'eth_sendRawTransaction', params: [raw] });
+    await env.pub.waitForTransactionReceipt({ hash: o.tx, pollingInterval: 50 });
+    expect(await channelState(d)).toEqual({ epoch: 2n, state: 1 });
+    await pass(r);
+    await pass(r);
+    expect(await channelState(d)).toEqual({ epoch: 2n, state: 2 });
+    expect(storedK(r, d.address, 2n)).toBe(o.K);
+    const reorgs = await r.metrics.registry.getSingleMetricAsString('iotkx_receiver_reorgs_total');
+    expect(reorgs).toMatch(/iotkx_receiver_reorgs_total [1-9]/);
+    await r.stop();
+  });
+});
