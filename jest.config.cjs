@@ -15,4 +15,7 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!(@noble|micro-eth-signer|micro-packed|@scure|eciesjs|viem|ox|abitype|@adraffy)/)'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 60000,
+  // Safety net: a stray handle (a keep-alive socket, a child's pipe) must never hang CI.
+  // Services a test starts are stopped by that test; this only covers what Node keeps open.
+  forceExit: true,
 };
