@@ -5,7 +5,7 @@
 // 32-byte master key, its AAD binding the row's (device, epoch) so rows cannot be swapped.
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { aeadOpen, aeadSeal, AEAD_NONCE_BYTES } from '../../lib/aead.js';
 import { ascii, concatBytes, hexToBytes, toHex, u64be } from '../../lib/bytes.js';
@@ -83,7 +83,11 @@ export class Store {
 
   constructor(path: string, masterKey: Uint8Array, binding: string) {
     if (masterKey.length !== 32) throw new Error('database master key must be 32 bytes');
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true });
+      // Readings are stored decrypted: the file (and the -wal/-shm SQLite derives from it) is owner-only.
+      if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+    }
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
