@@ -290,3 +290,23 @@ describe('reorgs', () => {
     await r.stop();
   });
 });
+
+describe('rate limit', () => {
+  test('accepts per device are rate-limited: an offer over the limit waits (no transaction), and is accepted once allowed', async () => {
+    const d = env.actors.d2; // epochs 1 and 2 were rejected above: no acceptance yet
+    const limited = await startReceiver(receiverOpts('main', { exchange: { confirmations: 0, acceptRate: { max: 1, windowMs: 3_600_000 } } }));
+    const o3 = await offer(d, limited.address);
+    await pass(limited);
+    expect(await channelState(d)).toEqual({ epoch: o3.epoch, state: 2 });
+    const o4 = await offer(d, limited.address);
+    await pass(limited);
+    expect(await channelState(d)).toEqual({ epoch: o4.epoch, state: 1 });
+    expect(storedK(limited, d.address, o4.epoch)).toBe(o4.K); // K kept while it waits
+    await limited.stop();
+    const relaxed = await startReceiver(receiverOpts('main', { exchange: { confirmations: 0, acceptRate: { max: 2, windowMs: 3_600_000 } } }));
+    await pass(relaxed);
+    expect(await channelState(d)).toEqual({ epoch: o4.epoch, state: 2 });
+    expect((await events('KeyAccepted', d.address)).map((e) => e.args.epoch)).toEqual([o3.epoch, o4.epoch]);
+    await relaxed.stop();
+  });
+});
