@@ -44,7 +44,12 @@ async function send(sk: Uint8Array, type: 'eip1559' | 'legacy', data: Uint8Array
   const raw = signTransaction(tx, sk);
   const hash = await rpc.sendRawTransaction(raw);
   expect(hash).toEqual(transactionHash(raw));
-  const receipt = await rpc.getTransactionReceipt(hash);
+  // anvil mines asynchronously: on a loaded machine the receipt can lag the send.
+  let receipt = await rpc.getTransactionReceipt(hash);
+  for (let i = 0; receipt === null && i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    receipt = await rpc.getTransactionReceipt(hash);
+  }
   expect(receipt).not.toBeNull();
   return receipt!;
 }
