@@ -3,7 +3,7 @@
  * can live in one process (tests). Label values are bounded: unknown routes and methods
  * are folded into "other", so hostile input cannot grow the series count.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ALLOWED_METHODS } from './rpc-policy.js';
 
 export class RelayMetrics {
@@ -37,6 +37,12 @@ export class RelayMetrics {
     name: 'iotkx_relay_readings_total',
     help: 'POST /v1/readings results (stored, duplicate, refused)',
     labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly stored = new Gauge({
+    name: 'iotkx_relay_envelopes_stored',
+    help: 'Envelopes held in the store (the queue receivers pull from; rows are never deleted)',
     registers: [this.registry],
   });
 

@@ -205,7 +205,10 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     if (route === 'readings' && m === 'POST') return postReading(req, res);
     if (route === 'readings' && m === 'GET') return getReadings(req, res, url);
     if (route === 'healthz' && m === 'GET') return sendJson(res, 200, { ok: true, upstream: await upstreamHealthy() });
-    if (route === 'metrics' && m === 'GET') return sendText(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
+    if (route === 'metrics' && m === 'GET') {
+      metrics.stored.set(store.count()); // queue depth, read at scrape time
+      return sendText(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
+    }
     req.resume();
     sendError(res, 405, 'method-not-allowed', `${route === 'rpc' ? '/rpc' : url.pathname} allows ${ALLOW[route]}`, { allow: ALLOW[route] });
   }

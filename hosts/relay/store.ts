@@ -82,6 +82,11 @@ export class EnvelopeStore {
     return rows.map((r) => ({ id: r.id, body: new Uint8Array(r.body) }));
   }
 
+  /** How many envelopes are held (for the queue-depth gauge). */
+  count(): number {
+    return Number(this.db.prepare('SELECT count(*) FROM envelopes').pluck().get() as bigint);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
