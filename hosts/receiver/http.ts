@@ -2,7 +2,10 @@
 // body parsing, and one dependency fewer in the receiver's trusted base.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import type { ReceiverMetrics } from './metrics.js';
+import { cookieAuthorised, tokenLogin } from './dashboard/auth.js';
+import { serveDashboard } from './dashboard/serve.js';
+import { parkedCount } from './dashboard/views.js';
+import { routeLabel, type ReceiverMetrics } from './metrics.js';
 import { gapCount, seqStateFromJson } from './seqwindow.js';
 import { pad, unpad, type Store } from './store.js';
 
@@ -115,20 +118,29 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
   const needToken = tokenRequired(opts.host);
   if (needToken && !opts.token) throw new Error(`binding to ${opts.host} needs a bearer token (IOTKX_RECEIVER_TOKEN)`);
   const server = createServer((req, res) => {
+    const started = process.hrtime.bigint();
+    const url = new URL(req.url ?? '/', 'http://receiver');
+    const path = url.pathname;
+    res.on('finish', () => {
+      const route = routeLabel(path);
+      metrics.httpRequests.inc({ route, status: String(res.statusCode) });
+      metrics.httpLatency.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
     void (async () => {
       try {
-        if (needToken && !authorised(req, opts.token!)) {
+        // A browser cannot send the bearer header with a page load: the dashboard's cookie counts too (dashboard/auth.ts).
+        if (needToken && !authorised(req, opts.token!) && !cookieAuthorised(req, opts.token!)) {
+          if (req.method === 'GET' && tokenLogin(res, url, opts.token!)) return;
           res.setHeader('www-authenticate', 'Bearer');
-          throw new HttpError(401, 'unauthorized', 'a valid bearer token is required');
+          throw new HttpError(401, 'unauthorized', 'a valid bearer token is required (a browser: open /?token=<token> once)');
         }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.setHeader('allow', 'GET');
           throw new HttpError(405, 'method-not-allowed', 'only GET is served');
         }
-        const url = new URL(req.url ?? '/', 'http://receiver');
-        const path = url.pathname;
         if (path === '/healthz') return send(res, 200, { ok: true });
         if (path === '/metrics') {
+          metrics.parked.set(parkedCount(store));
           const text = await metrics.registry.metrics();
           res.writeHead(200, { 'content-type': metrics.registry.contentType });
           return res.end(text);
@@ -140,6 +152,7 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
           if (!/^0x[0-9a-fA-F]{40}$/.test(addr)) throw new HttpError(400, 'bad-address', 'device must be 0x and 40 hex digits');
           return send(res, 200, readingsView(store, addr.toLowerCase(), url.searchParams.get('after'), url.searchParams.get('limit')));
         }
+        if (await serveDashboard(path, res, store)) return;
         throw new HttpError(404, 'not-found', `no route ${path}`);
       } catch (e) {
         if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });

@@ -1,6 +1,6 @@
 // Prometheus metrics (PROTOCOL.md §9 GET /metrics). A registry per receiver, not prom-client's global one,
 // so several receivers can run in one process (tests) without clashing names.
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type ExchangeOutcome =
   | 'accepted' | 'rejected_undecryptable' | 'rejected_commitment' | 'rejected_policy' | 'expired' | 'superseded' | 'failed';
@@ -40,9 +40,32 @@ export class ReceiverMetrics {
     labelNames: ['stage'] as const, registers: [this.registry],
   });
 
+  readonly parked = new Gauge({
+    name: 'iotkx_receiver_parked_envelopes', help: 'Authentic envelopes held until their epoch\'s acceptance confirms (the ingestion queue)',
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'iotkx_receiver_http_requests_total', help: 'HTTP requests by route and status',
+    labelNames: ['route', 'status'] as const, registers: [this.registry],
+  });
+  readonly httpLatency = new Histogram({
+    name: 'iotkx_receiver_http_request_duration_seconds', help: 'HTTP request latency by route',
+    labelNames: ['route'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+
   constructor() {
     for (const o of ['accepted', 'rejected_undecryptable', 'rejected_commitment', 'rejected_policy', 'expired', 'superseded', 'failed']) {
       this.exchanges.inc({ outcome: o }, 0);
     }
   }
+}
+
+/** Route label of a request path: a fixed set, so hostile paths cannot grow the series count. */
+export function routeLabel(path: string): string {
+  if (path === '/v1/devices' || path === '/healthz' || path === '/metrics' || path === '/v1/dashboard') return path.slice(1).replace('v1/', '');
+  if (/^\/v1\/devices\/[^/]+\/readings$/.test(path)) return 'readings';
+  if (/^\/v1\/devices\/[^/]+\/history$/.test(path)) return 'history';
+  if (path === '/' || path.startsWith('/dashboard/')) return 'page';
+  return 'other';
 }
