@@ -44,6 +44,13 @@ if (want('relay')) {
   });
 }
 
+if (want('exchange')) {
+  await optional('exchange.ts', async (m) => {
+    const r = await m.exchangeBench();
+    sections.push({ title: 'Key exchange end to end (device on XS, receiver)', header: r.header, rows: r.rows, method: r.method });
+  });
+}
+
 const body = sections.map((s) => `${table(s.title, s.header, s.rows)}\n${s.method}\n`).join('\n');
 console.log(body);
 if (only.length === 0) {
