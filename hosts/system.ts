@@ -11,7 +11,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { keyExchangeAbi } from '../contracts/build/KeyExchange.js';
 import { startAnvil, type Anvil } from './chain/anvil.js';
 import { attach, connect, deployKeyExchange, fund, writeDeployment, type DeploymentRecord } from './chain/deploy.js';
-import { startFleet, type NodeDevice } from './device-node/device.js';
+import { startSimFleet, type SimDevice, type SimFleetOptions } from './sim/device.js';
 import { initReceiverKeys } from './receiver/keys.js';
 import { startReceiver, type RunningReceiver } from './receiver/receiver.js';
 import { startRelay, type Relay } from './relay/server.js';
@@ -32,6 +32,8 @@ export interface SystemOptions {
   relayPort?: number;
   receiverPort?: number;
   log?: (line: string) => void;
+  /** Extra options for the simulated XS devices (tests: power cuts, HTTP observers, short sleeps). */
+  sim?: Partial<SimFleetOptions>;
 }
 
 /** Everything another program needs to join the running system (written to `system.json`). */
@@ -54,7 +56,7 @@ export interface JoinInfo {
 export interface RunningSystem {
   info: JoinInfo;
   infoFile: string;
-  devices: NodeDevice[];
+  devices: SimDevice[];
   receiver: RunningReceiver;
   relay: Relay;
   stop(): Promise<void>;
@@ -121,22 +123,26 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     const asReceiver = await connect(rpcUrl, `0x${Buffer.from(keys.accountKey).toString('hex')}` as Hex, deployment.chainId);
     await send(asReceiver, deployment.address, 'setOperator', [operator.account.address, true]);
 
-    // 5. Devices: provision, enroll, fund (§5.2), then they run on their own.
-    const devices = startFleet(opts.devices, { dir: path.join(dir, 'devices'), prefix: 'sim' });
-    stops.push(async () => { for (const d of devices) await d.stop(); });
+    // 5. Devices: the sensor firmware in XS workers (hosts/sim). Provision over the §6
+    // console, enroll, fund (§5.2), then they run on their own.
+    const devices = await startSimFleet(opts.devices, { dir: path.join(dir, 'devices'), prefix: 'sim', log, ...opts.sim });
+    stops.push(async () => { await Promise.all(devices.map((d) => d.stop())); });
     for (const d of devices) {
       // In-process the device cannot fail to take its configuration, so it is enrolled and
       // funded first and finds itself enrolled at its first step (the CLI pairs the other way round).
       await send(operator, deployment.address, 'enroll', [receiver.address, d.address as Address]);
       await fund(deployer, d.address as Address, parseEther('0.1'));
-      d.provision({
-        relayUrl: `${relay.url}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
-        receiver: receiver.address, intervalSec: opts.intervalSec,
-        maxFeePerGas: '100000000000', maxPriorityFeePerGas: '2000000000', offerGas: '120000', maxTxPerDay: 24,
-        blockTime: opts.blockTime, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
+      const r = await d.console({
+        cmd: 'provision',
+        config: {
+          relayUrl: `${relay.url}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
+          receiver: receiver.address, intervalSec: opts.intervalSec,
+          maxFeePerGas: '100000000000', maxPriorityFeePerGas: '2000000000', offerGas: '120000', maxTxPerDay: 24,
+          blockTime: opts.blockTime, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
+        },
       });
-      d.poke();
-      log(`device ${d.address}: enrolled, funded, provisioned`);
+      if (!r.ok) throw new Error(`device ${d.address}: provision refused: ${r.error}: ${r.message}`);
+      log(`device ${d.address}: enrolled, funded, provisioned (XS simulator, console on 127.0.0.1:${d.consolePort})`);
     }
 
     const info: JoinInfo = {
