@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ECIES_CONFIG, encrypt as eciesEncrypt } from 'eciesjs';
-import { bytesToHex, encodeFunctionData, keccak256, parseEther, toHex, type Address, type Hex } from 'viem';
+import { bytesToHex, encodeFunctionData, parseEther, toHex, type Address, type Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keyExchangeAbi } from '../contracts/build/KeyExchange.js';
