@@ -2,7 +2,7 @@
 // body parsing, and one dependency fewer in the receiver's trusted base.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import { cookieAuthorised, tokenLogin } from './dashboard/auth.js';
+import { cookieAuthorised, loopbackHostOk, tokenLogin } from './dashboard/auth.js';
 import { serveDashboard } from './dashboard/serve.js';
 import { parkedCount } from './dashboard/views.js';
 import { routeLabel, type ReceiverMetrics } from './metrics.js';
@@ -134,6 +134,7 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
           res.setHeader('www-authenticate', 'Bearer');
           throw new HttpError(401, 'unauthorized', 'a valid bearer token is required (a browser: open /?token=<token> once)');
         }
+        if (!needToken && !loopbackHostOk(req)) throw new HttpError(403, 'bad-host', 'on loopback only requests to 127.0.0.1, localhost or [::1] are served');
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.setHeader('allow', 'GET');
           throw new HttpError(405, 'method-not-allowed', 'only GET is served');

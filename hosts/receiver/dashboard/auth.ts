@@ -46,3 +46,15 @@ export function tokenLogin(res: ServerResponse, url: URL, token: string): boolea
   res.end();
   return true;
 }
+
+/**
+ * On loopback no token is asked, so a web page elsewhere could reach us through DNS rebinding (its own name
+ * re-pointed at 127.0.0.1) and read decrypted readings: answer only requests addressed to a loopback name.
+ * A request without Host (HTTP/1.0 tools) is not a browser's and passes.
+ */
+export function loopbackHostOk(req: IncomingMessage): boolean {
+  const host = req.headers.host;
+  if (host === undefined) return true;
+  const name = /^(\[[^\]]*\]|[^:]*)(:[0-9]+)?$/.exec(host.toLowerCase())?.[1];
+  return name === '127.0.0.1' || name === 'localhost' || name === '[::1]';
+}
