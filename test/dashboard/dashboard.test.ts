@@ -2,7 +2,7 @@ import '../helpers/node-random.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import { startSystem, type RunningSystem } from '../../hosts/system.js';
 import { startHttp } from '../../hosts/receiver/http.js';
 import { COOKIE_NAME } from '../../hosts/receiver/dashboard/auth.js';
@@ -113,6 +113,25 @@ test('history and overview JSON agree with the chain; §9 /v1/devices keeps exac
   expect((await fetch(`${base}/v1/devices/0x${'00'.repeat(20)}/history`)).status).toBe(404);
   expect((await fetch(`${base}/v1/devices/nope/history`)).status).toBe(400);
   expect((await fetch(`${base}/v1/devices/%zz/history`)).status).toBe(400);
+});
+
+/** Status of GET `path` sent with this Host header (fetch will not let a caller choose Host). */
+function statusWithHost(base: string, path: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}${path}`, { headers: { host } }, (res) => { res.resume(); resolve(res.statusCode!); });
+    req.on('error', reject);
+  });
+}
+
+test('on loopback, requests addressed to another name are refused (DNS rebinding); loopback names pass', async () => {
+  const base = sys.info.receiverUrl;
+  const port = new URL(base).port;
+  for (const p of ['/', '/v1/devices', '/v1/dashboard']) {
+    expect(await statusWithHost(base, p, `attacker.example:${port}`)).toBe(403);
+    expect(await statusWithHost(base, p, `127.0.0.1.attacker.example`)).toBe(403);
+    expect(await statusWithHost(base, p, `localhost:${port}`)).toBe(200);
+    expect(await statusWithHost(base, p, `127.0.0.1:${port}`)).toBe(200);
+  }
 });
 
 test('metrics: exchanges by outcome, readings by reason, queue depths, upstream errors and request latencies', async () => {
