@@ -24,6 +24,8 @@ import { XsWorker, type HostMethods } from '../xs/worker.js';
 import { SimNvs, type NvsStep } from './nvs.js';
 
 export interface NvsEvent {
+  /** The device's name (its NVS file). */
+  device: string;
   key: string;
   step: NvsStep;
   /** Steps since this device was created (across restarts). */
@@ -31,6 +33,7 @@ export interface NvsEvent {
 }
 
 export interface HttpEvent {
+  device: string;
   method: string;
   url: string;
   body: Uint8Array | null;
@@ -172,7 +175,7 @@ export class SimDevice {
     const alive = () => !life.dead && !this.stopped;
     const guard = <A extends unknown[], R>(fn: (...a: A) => R) => (...a: A): R | Promise<never> => (alive() ? fn(...a) : never());
     const step = (key: string, s: NvsStep) => {
-      if (this.opts.cut?.({ key, step: s, n: this.steps++ })) throw new PowerCutSignal();
+      if (this.opts.cut?.({ device: this.opts.name, key, step: s, n: this.steps++ })) throw new PowerCutSignal();
     };
     const storageOp = (op: () => unknown) => {
       this.nvs.hook = step;
@@ -196,7 +199,7 @@ export class SimDevice {
       sensor: guard(() => this.sensor.read()),
       log: guard((line: string) => { this.opts.log?.(`${this.opts.name}: ${line}`); }),
       http: guard(async (method: 'GET' | 'POST', url: string, body: Uint8Array | null, ct: string | null) => {
-        const ev: HttpEvent = { method, url, body };
+        const ev: HttpEvent = { device: this.opts.name, method, url, body };
         try {
           const res = await this.transport.request(method, url, body ?? undefined, ct ?? undefined);
           ev.status = res.status;
