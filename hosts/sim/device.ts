@@ -84,6 +84,8 @@ export class SimDevice {
   readonly events: string[] = [];
   /** Power cuts made by the `cut` callback. */
   cuts = 0;
+  /** XS meter summed over every delivery to this device's workers (compute is xsnap's deterministic count). */
+  readonly meter = { compute: 0, deliveries: 0, currentHeapCount: 0 };
   private life: Life | undefined;
   private steps = 0;
   private server: Server | undefined;
@@ -126,7 +128,21 @@ export class SimDevice {
   async consoleLine(line: string): Promise<string[]> {
     const life = this.life;
     if (!life || life.dead) return [JSON.stringify({ id: null, ok: false, error: 'device-off', message: 'the device is powered off' })];
-    return life.worker.call('console', line);
+    return this.call(life, 'console', line);
+  }
+
+  /** Bytes of a heap snapshot of the running worker after gc() (retained memory, bench). */
+  async snapshotSize(): Promise<number> {
+    if (!this.life || this.life.dead) throw new Error('device is off');
+    return this.life.worker.snapshotSize();
+  }
+
+  private async call(life: Life, method: string, ...args: unknown[]): Promise<any> {
+    const { value, meter } = await life.worker.callMetered(method, ...args);
+    this.meter.compute += meter.compute;
+    this.meter.deliveries++;
+    this.meter.currentHeapCount = meter.currentHeapCount;
+    return value;
   }
 
   /** Power cut: the worker dies at once; NVS keeps whatever step completed. */
@@ -165,7 +181,7 @@ export class SimDevice {
     life.worker = await XsWorker.start({ name: `iotkx-sim-${this.opts.name}`, host: this.hostMethods(life), output: 'ignore' });
     this.life = life;
     await life.worker.evaluate(code);
-    const r = await life.worker.call('boot', { hardwareRandom: this.opts.hardwareRandom, maxSleepMs: this.opts.maxSleepMs, queue: this.opts.queue });
+    const r = await this.call(life, 'boot', { hardwareRandom: this.opts.hardwareRandom, maxSleepMs: this.opts.maxSleepMs, queue: this.opts.queue });
     this.bootError = r.bootError;
     this.broadcast(r.output);
     if (!this.bootError) this.address = (await this.console({ cmd: 'identity' })).address;
@@ -216,7 +232,7 @@ export class SimDevice {
         const t = setTimeout(() => {
           life.timers.delete(t);
           if (!alive()) return;
-          life.worker.call('fire', id).then((lines: string[]) => this.broadcast(lines), (e: Error) => {
+          this.call(life, 'fire', id).then((lines: string[]) => this.broadcast(lines), (e: Error) => {
             if (alive()) this.opts.log?.(`${this.opts.name}: fire: ${e.message}`);
           });
         }, Math.min(Math.max(0, ms), this.opts.maxSleepMs ?? 600_000));
