@@ -50,6 +50,12 @@ if (want('exchange')) {
     sections.push({ title: 'Key exchange end to end (device on XS, receiver)', header: r.header, rows: r.rows, method: r.method });
   });
 }
+if (want('firmware')) {
+  await optional('firmware.ts', async (m) => {
+    const r = await m.firmwareBench();
+    sections.push({ title: 'Sensor firmware (size, XS boot/exchange/reading, simulated fleet)', header: r.header, rows: r.rows, method: r.method });
+  });
+}
 
 const body = sections.map((s) => `${table(s.title, s.header, s.rows)}\n${s.method}\n`).join('\n');
 console.log(body);
