@@ -8,14 +8,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
-import { CliError, EXIT } from './errors.js';
+import { CliError, EXIT, printed } from './errors.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const json = process.argv.includes('--json');
 
 function report(exit: number, code: string, message: string, hint?: string): never {
   process.stderr.write(`iotkx: ${message}\n${hint ? `  hint: ${hint}\n` : ''}`);
-  if (json) process.stdout.write(`${JSON.stringify({ ok: false, error: code, message, ...(hint ? { hint } : {}), exit })}\n`);
+  if (json && !printed.result) process.stdout.write(`${JSON.stringify({ ok: false, error: code, message, ...(hint ? { hint } : {}), exit })}\n`);
   process.exit(exit);
 }
 

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { getAddress, isAddress, type Address, type Hex } from 'viem';
 import { readDeployment } from '../hosts/chain/deploy.js';
-import { CliError, EXIT, usageError } from './errors.js';
+import { CliError, EXIT, printed, usageError } from './errors.js';
 
 export const DEFAULT_SYSTEM_FILE = '.iotkx/run/system.json';
 export const DEFAULT_DEPLOYMENT_FILE = '.iotkx/deployment.json';
@@ -139,6 +139,7 @@ export class Out {
 
   /** The command's result: JSON (one line) or the human rendering. */
   result(value: unknown, human?: () => void): void {
+    printed.result = true;
     if (this.json) process.stdout.write(`${JSON.stringify(value, jsonReplacer)}\n`);
     else if (human) human();
     else process.stdout.write(`${JSON.stringify(value, jsonReplacer, 2)}\n`);

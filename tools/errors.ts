@@ -40,3 +40,6 @@ export const usageError = (message: string, hint?: string) => new CliError(EXIT.
 export const refused = (code: string, message: string, hint?: string) => new CliError(EXIT.refused, code, message, hint);
 export const chainError = (code: string, message: string, hint?: string) => new CliError(EXIT.chain, code, message, hint);
 export const serviceError = (code: string, message: string, hint?: string) => new CliError(EXIT.service, code, message, hint);
+
+/** Set once a command printed its JSON result, so a later error adds no second JSON object to stdout. */
+export const printed = { result: false };

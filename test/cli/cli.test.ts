@@ -5,8 +5,10 @@ import fs from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ConsoleClient, ConsoleError, readIdentity } from '../../tools/console-client';
-import { cleanEnv, iotkx } from './run';
+import type { Command } from 'commander';
+import { ConsoleClient, ConsoleError, readIdentity } from '../../tools/console-client.js';
+import { buildProgram } from '../../tools/program.js';
+import { background, BIN, cleanEnv, iotkx, until } from './run.js';
 
 jest.setTimeout(120_000);
 let dir: string;
@@ -47,22 +49,30 @@ async function closedPort(): Promise<number> {
 const PUB = '0x048318535b54105d4a7aae60c08fc45f9687181b4fdfc625bd1a753fa7397fed753547f11ca8696646f2f3acb08e31016afac23e630c5d11f59f61fef57b0d2aa5';
 const ADDR = '0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266';
 
-test('--help on every command exits 0 and shows its usage; the top-level help documents the exit codes', async () => {
+test('--help on every command: a description and its options; the top-level help documents the exit codes', async () => {
   const top = await iotkx(['--help'], { cwd: dir });
   expect(top.code).toBe(0);
   expect(top.stdout).toContain('Exit codes:');
   expect(top.stdout).toMatch(/5 refused/);
-  const commands = ['receiver', 'receiver init', 'receiver show', 'receiver rotate-key', 'receiver add-operator', 'chain', 'chain up', 'chain deploy',
-    'chain status', 'devices', 'pair', 'status', 'readings', 'revoke', 'factory-reset', 'flash', 'sim'];
-  // Four at a time: each is a Node start-up.
-  for (let i = 0; i < commands.length; i += 4) {
-    const batch = commands.slice(i, i + 4);
-    const runs = await Promise.all(batch.map((c) => iotkx([...c.split(' '), '--help'], { cwd: dir })));
-    batch.forEach((c, j) => {
-      expect({ c, code: runs[j].code }).toEqual({ c, code: 0 });
-      expect(runs[j].stdout).toContain(`Usage: iotkx ${c}`);
-    });
-  }
+  // Every command in the tree (in-process: one Node start-up per command would cost ~1 s each)…
+  const all: string[] = [];
+  const walk = (c: Command, prefix: string) => {
+    for (const sub of c.commands) {
+      const name = `${prefix}${sub.name()}`;
+      all.push(name);
+      expect({ name, described: sub.description().length > 10 || sub.summary().length > 10 }).toEqual({ name, described: true });
+      expect(sub.helpInformation()).toContain(`Usage: iotkx ${name}`);
+      walk(sub, `${name} `);
+    }
+  };
+  walk(buildProgram(), '');
+  expect(all).toEqual(expect.arrayContaining(['receiver init', 'receiver show', 'receiver rotate-key', 'receiver add-operator', 'chain up', 'chain deploy',
+    'chain status', 'devices', 'pair', 'status', 'readings', 'revoke', 'factory-reset', 'flash', 'sim']));
+  // …and a few through the bin, as a user types them.
+  const runs = await Promise.all(['pair', 'receiver init', 'chain up'].map((c) => iotkx([...c.split(' '), '--help'], { cwd: dir })));
+  for (const r of runs) expect(r.code).toBe(0);
+  expect(runs[0].stdout).toContain('Usage: iotkx pair [options]');
+  expect(runs[0].stdout).toMatch(/--exchanges <n>/);
 });
 
 test('usage errors exit 2: unknown option, missing required option, no configuration', async () => {
@@ -193,7 +203,7 @@ describe('console client (§6 framing)', () => {
     const c = await ConsoleClient.open(`tcp://127.0.0.1:${s.port}`, { timeoutMs: 200, retries: 3 });
     try {
       await expect(c.request('status')).rejects.toMatchObject({ code: 'device-error', deviceCode: 'already-provisioned' });
-      const e = await c.request('provision', { config: {} }).catch((x) => x);
+      const e = await c.request('provision', { config: {} }).catch((x: unknown) => x as ConsoleError);
       expect(e).toBeInstanceOf(ConsoleError);
       expect(e.code).toBe('timeout');
       expect(provisions).toBe(1);
@@ -202,4 +212,38 @@ describe('console client (§6 framing)', () => {
       await s.close();
     }
   });
+});
+
+test('sim --engine node: consoles listed by `devices`; factory-reset needs the device address and gives a new identity', async () => {
+  const simDir = path.join(dir, 'sim-node');
+  const sim = background(process.execPath, [BIN, 'sim', '--engine', 'node', '--devices', '1', '--dir', simDir, '--json'], { cwd: dir });
+  try {
+    const reg = JSON.parse(await sim.line((l) => l.startsWith('{'), 60_000));
+    expect(reg.engine).toBe('node');
+    const [c] = reg.consoles;
+    expect(c.port).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const listed = await iotkx(['devices', '--sim-dir', simDir, '--json'], { cwd: dir });
+    expect(listed.code).toBe(0);
+    expect(listed.json.devices).toContainEqual(expect.objectContaining({ kind: 'sim', port: c.port, address: c.address, state: 'unprovisioned' }));
+
+    const wrong = await iotkx(['factory-reset', '--port', c.port, '--confirm', ADDR, '--json'], { cwd: dir });
+    expect(wrong.code).toBe(5);
+    expect(wrong.json.error).toBe('bad-confirmation');
+    // Without --confirm and without a terminal to type it on: a usage error, nothing wiped.
+    const untyped = await iotkx(['factory-reset', '--port', c.port], { cwd: dir });
+    expect(untyped.code).toBe(2);
+    const st = await iotkx(['status', '--port', c.port, '--json'], { cwd: dir });
+    expect(st.json.device.toLowerCase()).toBe(c.address);
+
+    const reset = await iotkx(['factory-reset', '--port', c.port, '--confirm', c.address.toUpperCase().replace('0X', '0x'), '--json'], { cwd: dir });
+    expect(reset.code).toBe(0);
+    expect(reset.json).toMatchObject({ device: c.address, wiped: true });
+    const after = await until('a new identity', async () => {
+      const r = await iotkx(['status', '--port', c.port, '--json'], { cwd: dir });
+      return r.code === 0 && r.json.device.toLowerCase() !== c.address ? r.json : undefined;
+    }, 30_000);
+    expect(after.console.state).toBe('unprovisioned');
+  } finally {
+    expect(await sim.stop()).toBe(0);
+  }
 });

@@ -31,12 +31,13 @@ function onPath(exe: string): string | undefined {
   return undefined;
 }
 
-/** The firmware manifest: --manifest, else the only manifests/*.json, else devices/sensor/manifest.json. */
+/** The firmware manifest: --manifest, else manifests/sensor.json, else the only manifests/*.json. */
 function findManifest(given?: string): string {
   if (given) {
     if (!existsSync(given)) throw usageError(`manifest ${given} does not exist`);
     return given;
   }
+  if (existsSync('manifests/sensor.json')) return 'manifests/sensor.json';
   const inDir = existsSync('manifests') ? readdirSync('manifests').filter((f) => f.endsWith('.json')).map((f) => join('manifests', f)) : [];
   if (inDir.length === 1) return inDir[0];
   if (existsSync('devices/sensor/manifest.json')) return 'devices/sensor/manifest.json';
@@ -50,7 +51,7 @@ export function registerFlash(program: Command): void {
     .description(`Runs \`mcconfig -d -m -p <platform> <manifest>\` with UPLOAD_PORT=<port>. Needs the Moddable SDK (MODDABLE set, mcconfig on PATH) and, for ESP32, ESP-IDF (IDF_PATH set by \`source $IDF_PATH/export.sh\`).\n\n${INSTALL_HELP}`)
     .requiredOption('-p, --port <port>', 'serial port of the board (e.g. /dev/ttyUSB0)')
     .option('--platform <platform>', 'Moddable platform (esp32, esp32/<board>, esp32/esp32c3, …)', 'esp32')
-    .option('--manifest <file>', 'firmware manifest (default: manifests/*.json or devices/sensor/manifest.json)')
+    .option('--manifest <file>', 'firmware manifest (default: manifests/sensor.json)')
     .option('--release', 'release build (no -d debug, no xsbug connection)')
     .option('--dry-run', 'check prerequisites and print the command without running it')
     .action(async (o: { port: string; platform: string; manifest?: string; release?: boolean; dryRun?: boolean }, cmd: Command) => {
