@@ -54,6 +54,14 @@ test('receiver show and devices --json: the system\'s receiver, its key record, 
   for (const c of consoles) expect(d.json.devices).toContainEqual(expect.objectContaining({ port: c.port, address: c.address, state: 'unprovisioned', firmware: expect.stringMatching(/^iotkx-sensor/) }));
 });
 
+test('rotate-key refuses while the receiver runs with its keys loaded (exit 5), nothing published', async () => {
+  const r = await run(['receiver', 'rotate-key', '--json']);
+  expect(r.code).toBe(5);
+  expect(r.json.error).toBe('receiver-running');
+  const [, version] = await pc.readContract({ address: info.contract, abi: keyExchangeAbi, functionName: 'receiverKey', args: [info.receiverAddress] });
+  expect(version).toBe(1);
+});
+
 test('an operator with no funds: exit 4 before anything happens (device unprovisioned, not enrolled)', async () => {
   const B = consoles[1];
   const poor = path.join(dir, 'poor.key');

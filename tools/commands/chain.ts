@@ -4,10 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { formatGwei, type Hex } from 'viem';
+import { formatGwei, getAddress, isAddress, parseEther, type Hex } from 'viem';
 import { anvilBinary, devAccounts, freePort, ANVIL_MNEMONIC } from '../../hosts/chain/anvil.js';
 import { connect, deployKeyExchange, writeDeployment } from '../../hosts/chain/deploy.js';
-import { checkContract, connectChain, eth, isOperator, reason, receiverKeyVersion, signer } from '../chain.js';
+import { checkContract, connectChain, eth, isOperator, reason, receiverKeyVersion, sendValue, signer } from '../chain.js';
 import { DEFAULT_DEPLOYMENT_FILE, need, Out, readKeyHex, resolveSettings, type GlobalOpts } from '../context.js';
 import { chainError, CliError, EXIT, usageError } from '../errors.js';
 import { intArg } from './pair.js';
@@ -110,6 +110,24 @@ the record (--deployment, default ${DEFAULT_DEPLOYMENT_FILE}).`)
       const key = await deployerKey(o, c.chainId);
       const rec = await doDeploy(out, rpcUrl, key, o.offerTtl, g.deployment ?? DEFAULT_DEPLOYMENT_FILE);
       out.result(rec, () => out.line(`KeyExchange at ${rec.address} on chain ${rec.chainId} (block ${rec.block}); record ${rec.record}`));
+    });
+
+  ch.command('fund')
+    .argument('<address>', 'account to fund (a receiver, an operator)')
+    .argument('<eth>', 'amount in ETH, e.g. 0.5')
+    .summary('send ETH from the deployer account (development chains, first setup)')
+    .option('--deployer-key-file <file>', 'file holding the deployer private key (else IOTKX_DEPLOYER_KEY)')
+    .option('--dev', 'use anvil\'s public development account 0 (chain 31337 only)')
+    .action(async (to: string, amount: string, o: { deployerKeyFile?: string; dev?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as GlobalOpts;
+      const out = new Out(!!g.json);
+      if (!isAddress(to, { strict: false })) throw usageError(`${to} is not an address`);
+      if (!/^[0-9]+(\.[0-9]+)?$/.test(amount)) throw usageError(`${amount} is not an amount of ETH`);
+      const s = resolveSettings(g);
+      const c = await connectChain(need(s, 'rpcUrl'), s.chainId);
+      const from = signer(c, await deployerKey(o, c.chainId));
+      const tx = await out.step(`sending ${amount} ETH to ${to}`, () => sendValue(c, from, getAddress(to), parseEther(amount)));
+      out.result({ from: from.account.address, to: getAddress(to), value: parseEther(amount).toString(), tx }, () => out.line(`sent ${amount} ETH to ${getAddress(to)} (${tx})`));
     });
 
   ch.command('status')
