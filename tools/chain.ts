@@ -32,7 +32,12 @@ export function reason(e: unknown): string {
     if (revert?.reason) return `reverted: ${revert.reason}`;
     const insufficient = e.walk((x) => (x as BaseError).name === 'InsufficientFundsError');
     if (insufficient) return 'insufficient funds for gas × price + value';
-    return e.shortMessage;
+    // A transport failure: name the OS error (ECONNREFUSED, ENOTFOUND…) rather than "HTTP request failed".
+    let root: unknown = e;
+    while ((root as { cause?: unknown })?.cause) root = (root as { cause: unknown }).cause;
+    const code = (root as { code?: unknown })?.code;
+    const detail = typeof code === 'string' ? code : root !== e && root instanceof Error ? root.message : undefined;
+    return detail ? `${e.shortMessage.replace(/\.$/, '')} (${detail})` : e.shortMessage;
   }
   return (e as Error)?.message ?? String(e);
 }
