@@ -30,6 +30,12 @@ export interface RelayLimits {
   maxUpstreamResponseBytes: number;
   /** Parallel sockets to the upstream node; further calls queue (and their timeout runs while queued). */
   upstreamSockets: number;
+  /**
+   * Calls that arrive in the same event-loop turn travel upstream as one JSON-RPC batch of
+   * at most this many (eth_getLogs always alone); 1 turns coalescing off. Within geth's
+   * default batch limit (1000) and the §9 client batch limit (20).
+   */
+  upstreamBatch: number;
   /** Slow clients: the headers must arrive within this... */
   headersTimeoutMs: number;
   /** ...and the whole request (headers and body) within this; Node answers 408 and closes. */
@@ -54,6 +60,7 @@ export const DEFAULT_LIMITS: RelayLimits = Object.freeze({
   upstreamTimeoutMs: 10_000,
   maxUpstreamResponseBytes: 1024 * 1024,
   upstreamSockets: 32,
+  upstreamBatch: 20,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 20_000,
   keepAliveTimeoutMs: 5_000,

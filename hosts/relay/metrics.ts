@@ -50,8 +50,27 @@ export class RelayMetrics {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
+  // Hot path: prom-client hashes a label object on every inc/observe; the labelled children are
+  // cached instead (keys are bounded: routes × statuses, methods × outcomes).
+  private readonly children = new Map<string, { inc(): void } | { observe(v: number): void }>();
+
   rpcCall(method: string | undefined, outcome: string): void {
     const m = method !== undefined && ALLOWED_METHODS.has(method) ? method : 'other';
-    this.rpcCalls.inc({ method: m, outcome });
+    this.child(`c\0${m}\0${outcome}`, () => this.rpcCalls.labels(m, outcome)).inc();
+  }
+
+  /** One finished HTTP request: its count by route and status, and its latency by route. */
+  request(route: string, status: number, seconds: number): void {
+    this.child(`r\0${route}\0${status}`, () => this.requests.labels(route, String(status))).inc();
+    this.child(`l\0${route}`, () => this.latency.labels(route)).observe(seconds);
+  }
+
+  private child<T extends object>(key: string, make: () => T): T {
+    let c = this.children.get(key) as T | undefined;
+    if (!c) {
+      c = make();
+      this.children.set(key, c as never);
+    }
+    return c;
   }
 }

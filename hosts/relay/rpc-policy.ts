@@ -69,11 +69,21 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isBlockRef = (v: unknown) => isString(v) || isObject(v); // tag/number, or EIP-1898 {blockHash|blockNumber}
 
+/**
+ * Spellings of a contract address already found valid (lower, upper, EIP-55 case): at most
+ * three per contract, so the hot path skips the keccak of the checksum check. Only
+ * strings that passed the full check are remembered, so the answer never changes.
+ */
+const validSpellings = new Map<string, string>();
+
 /** True if `v` is an address text (lower, upper or valid EIP-55 case) equal to the contract. */
 function isContract(v: unknown, d: Deployment): boolean {
   if (!isString(v)) return false;
+  if (v === d.contract || validSpellings.get(v) === d.contract) return true;
   try {
-    return `0x${bytesToHex(parseAddress(v))}` === d.contract;
+    const ok = `0x${bytesToHex(parseAddress(v))}` === d.contract;
+    if (ok && validSpellings.size < 64) validSpellings.set(v, d.contract);
+    return ok;
   } catch {
     return false;
   }

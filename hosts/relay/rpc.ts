@@ -7,7 +7,7 @@ import {
   ALLOWED_METHODS, RPC_INTERNAL_ERROR, RPC_INVALID_PARAMS, RPC_INVALID_REQUEST, RPC_METHOD_NOT_FOUND,
   RPC_PARSE_ERROR, RPC_UPSTREAM_ERROR, checkParams, type Deployment,
 } from './rpc-policy.js';
-import { UpstreamError, type Upstream } from './upstream.js';
+import { UpstreamError, type Coalescer } from './upstream.js';
 
 export type RpcId = string | number | null;
 
@@ -109,7 +109,7 @@ export interface RpcHooks {
 }
 
 export class RpcProxy {
-  constructor(private readonly deployment: Deployment, private readonly upstream: Upstream, private readonly hooks: RpcHooks) {}
+  constructor(private readonly deployment: Deployment, private readonly upstream: Pick<Coalescer, 'call'>, private readonly hooks: RpcHooks) {}
 
   /** Answer the parsed calls: an array for a batch, one object otherwise. */
   async run(batch: boolean, entries: unknown[]): Promise<RpcResponse | RpcResponse[]> {
@@ -131,8 +131,9 @@ export class RpcProxy {
       const byIndex = new Map<number, unknown>();
       let failure: RpcErrorObject | undefined;
       try {
-        const up = await this.upstream.call(calls.length === 1 ? calls[0] : calls);
-        for (const a of Array.isArray(up) ? up : [up]) {
+        // eth_getLogs answers can be large: they travel in an upstream exchange of their own.
+        const up = await this.upstream.call(calls, calls.some((c) => c.method === 'eth_getLogs'));
+        for (const a of up) {
           const idx = (a as { id?: unknown } | null)?.id;
           if (typeof idx === 'number' && !byIndex.has(idx)) byIndex.set(idx, a);
         }

@@ -92,3 +92,80 @@ export class Upstream {
     this.agent.destroy();
   }
 }
+
+interface Waiting {
+  calls: Array<{ id: number } & Record<string, unknown>>;
+  resolve(answers: unknown[]): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * Coalesces the JSON-RPC calls that arrive in one event-loop turn into one upstream batch
+ * (at most `maxCalls`), so many concurrent devices cost the upstream node, and the relay,
+ * one HTTP exchange instead of one each. Nothing waits on a timer: the flush runs at
+ * setImmediate, right after the poll phase that read the requests, so a lone call is
+ * forwarded at once. Each caller gets back exactly the answers to its own calls (ids are
+ * rewritten per flush and restored); an upstream failure fails the calls of that flush.
+ */
+export class Coalescer {
+  private queue: Waiting[] = [];
+  private queued = 0;
+  private scheduled = false;
+
+  constructor(private readonly upstream: Upstream, private readonly maxCalls: number) {}
+
+  /**
+   * Forward `calls` (ids unique within the array); resolves with the upstream answers, in any
+   * order, ids as given. `alone`: send them in an exchange of their own (large answers).
+   */
+  call(calls: Array<{ id: number } & Record<string, unknown>>, alone = false): Promise<unknown[]> {
+    if (alone || calls.length >= this.maxCalls) return this.send([{ calls, resolve: () => {}, reject: () => {} }], true);
+    return new Promise((resolve, reject) => {
+      if (this.queued + calls.length > this.maxCalls) this.flush();
+      this.queue.push({ calls, resolve, reject });
+      this.queued += calls.length;
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const group = this.queue;
+    this.queue = [];
+    this.queued = 0;
+    if (group.length) void this.send(group, false).catch(() => {}); // errors went to each waiter
+  }
+
+  private async send(group: Waiting[], direct: boolean): Promise<unknown[]> {
+    // Upstream ids: the position in this flush, so answers map back to their caller.
+    const out: Array<Record<string, unknown>> = [];
+    const owner: Array<[Waiting, number]> = [];
+    for (const w of group) for (const c of w.calls) {
+      owner.push([w, c.id]);
+      out.push({ ...c, id: out.length });
+    }
+    let up: unknown;
+    try {
+      up = await this.upstream.call(out.length === 1 ? out[0] : out);
+    } catch (e) {
+      if (direct) throw e;
+      for (const w of group) w.reject(e);
+      return [];
+    }
+    const answers = new Map<Waiting, unknown[]>(group.map((w) => [w, []]));
+    const seen = new Set<number>();
+    for (const a of Array.isArray(up) ? up : [up]) {
+      const idx = (a as { id?: unknown } | null)?.id;
+      if (typeof idx !== 'number' || !Number.isInteger(idx) || idx < 0 || idx >= owner.length || seen.has(idx)) continue;
+      seen.add(idx);
+      const [w, id] = owner[idx];
+      answers.get(w)!.push({ ...(a as object), id });
+    }
+    if (direct) return answers.get(group[0])!;
+    for (const w of group) w.resolve(answers.get(w)!);
+    return [];
+  }
+}
