@@ -43,6 +43,12 @@ if (want('relay')) {
     sections.push({ title: 'Relay', header: r.header, rows: r.rows, method: r.method });
   });
 }
+if (want('readings')) {
+  await optional('readings.ts', async (m) => {
+    const r = await m.readingsBench();
+    sections.push({ title: 'Readings: relay → receiver, and decrypt rate', header: r.header, rows: r.rows, method: r.method });
+  });
+}
 
 if (want('exchange')) {
   await optional('exchange.ts', async (m) => {
