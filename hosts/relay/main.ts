@@ -19,6 +19,7 @@ const USAGE = `usage: tsx hosts/relay/main.ts [flags]
   --rate <per-sec>         per-client token rate, 0 disables rate limiting (default ${(DEFAULT_LIMITS.rateLimit as { ratePerSec: number }).ratePerSec})  (IOTKX_RELAY_RATE)
   --burst <n>              per-client bucket size (default ${(DEFAULT_LIMITS.rateLimit as { burst: number }).burst})                       (IOTKX_RELAY_BURST)
   --upstream-timeout <ms>  upstream deadline (default ${DEFAULT_LIMITS.upstreamTimeoutMs})                        (IOTKX_UPSTREAM_TIMEOUT_MS)
+  --upstream-batch <n>     calls of one event-loop turn sent upstream as one batch of ≤ n; 1 = off (default ${DEFAULT_LIMITS.upstreamBatch})  (IOTKX_UPSTREAM_BATCH)
   --require-channel        refuse envelopes from devices with no KeyAccepted log           (IOTKX_REQUIRE_CHANNEL=1)
   --log-level <level>      pino level (default info)                                       (LOG_LEVEL)`;
 
@@ -39,7 +40,7 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
     options: {
       deployment: { type: 'string' }, upstream: { type: 'string' }, 'chain-id': { type: 'string' }, contract: { type: 'string' },
       db: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, rate: { type: 'string' }, burst: { type: 'string' },
-      'upstream-timeout': { type: 'string' }, 'require-channel': { type: 'boolean' }, 'log-level': { type: 'string' },
+      'upstream-timeout': { type: 'string' }, 'upstream-batch': { type: 'string' }, 'require-channel': { type: 'boolean' }, 'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -73,6 +74,8 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
   }
   const timeout = int('--upstream-timeout', values['upstream-timeout'] ?? env.IOTKX_UPSTREAM_TIMEOUT_MS, 1);
   if (timeout !== undefined) limits.upstreamTimeoutMs = timeout;
+  const batch = int('--upstream-batch', values['upstream-batch'] ?? env.IOTKX_UPSTREAM_BATCH, 1);
+  if (batch !== undefined) limits.upstreamBatch = batch;
   const requireChannel = values['require-channel'] ?? env.IOTKX_REQUIRE_CHANNEL === '1';
   return {
     upstreamUrl,

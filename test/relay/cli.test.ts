@@ -37,4 +37,7 @@ test('a missing contract or a bad flag exits 2 with the usage', () => {
   expect(a.stderr).toMatch(/no contract address[\s\S]*usage:/);
   const b = spawnSync(tsx, ['hosts/relay/main.ts', '--chain-id', 'abc'], { encoding: 'utf8' });
   expect(b.status).toBe(2);
+  const c = spawnSync(tsx, ['hosts/relay/main.ts', '--upstream', 'http://127.0.0.1:9', '--chain-id', '1', '--contract', '0x5FbDB2315678afecb367f032d93F642f64180aa3', '--upstream-batch', '0'], { encoding: 'utf8' });
+  expect(c.status).toBe(2);
+  expect(c.stderr).toMatch(/--upstream-batch must be an integer ≥ 1/);
 }, 30_000);
