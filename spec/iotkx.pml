@@ -116,8 +116,8 @@ byte ridE[MAXR + 1], ridS[MAXR + 1], ridK[MAXR + 1]; byte nRid;
 bit  ridAcc[MAXR + 1];    /* ghost: the receiver accepted reading i */
 
 /* ---------------------------------------------------------------- ghosts for no-reuse (P4) */
-byte epochSignedK[MAXE + 1];        /* the K signed into an offer of epoch e */
-byte nonceE[MAXN], nonceK[MAXN];    /* content signed under tx nonce n */
+byte epochSentK[MAXE + 1];          /* the K of the offer of epoch e that left the device */
+byte nonceE[MAXN], nonceK[MAXN];    /* (epoch, K) broadcast under tx nonce n */
 byte seqUsed[MAXE + 1];             /* seqs sealed per epoch */
 bit  restartedPending;              /* ghost for REACH 5 */
 
@@ -134,11 +134,12 @@ byte hi;
 
 /* ================================================================ properties */
 
-inline checkP4sign(n, e, k) {
+/* What leaves the device: one K per epoch, one (epoch, K) per tx nonce (fee bumps keep both). */
+inline checkP4tx(n, e, k) {
   P4_no_epoch_nonce_or_seq_reuse = (!CHECK(4) ||
-    ((epochSignedK[e] == 0 || epochSignedK[e] == k) && (nonceE[n] == 0 || (nonceE[n] == e && nonceK[n] == k))));
+    ((epochSentK[e] == 0 || epochSentK[e] == k) && (nonceE[n] == 0 || (nonceE[n] == e && nonceK[n] == k))));
   assert(P4_no_epoch_nonce_or_seq_reuse); P4_no_epoch_nonce_or_seq_reuse = 0;
-  epochSignedK[e] = k; nonceE[n] = e; nonceK[n] = k
+  epochSentK[e] = k; nonceE[n] = e; nonceK[n] = k
 }
 
 inline reach(n) {
@@ -221,7 +222,7 @@ inline execRTx() {
 inline finishAccepted(e) {
   rSt[e] = R_ACC;
   printf("R   row epoch %d accepted\n", e);
-  P3_receiver_accepts_only_enrolled_device = (!CHECK(3) || (chainAcc[e] && accEnrolled[e] && evK[e] == epochSignedK[e]));
+  P3_receiver_accepts_only_enrolled_device = (!CHECK(3) || (chainAcc[e] && accEnrolled[e] && evK[e] == epochSentK[e]));
   assert(P3_receiver_accepts_only_enrolled_device); P3_receiver_accepts_only_enrolled_device = 0
 }
 
@@ -461,10 +462,10 @@ end:
 
   /* ---- device: sign the pending offer (wrap K for the verified key), persist the raw tx */
   :: atomic { !dRevoked && dPend && !dPSigned && dRkey != 0 ->
-       dPSigned = 1; dPW = dRkey; dBcast = 0; printf("D   signs offer epoch %d K%d nonce %d for E%d\n", dPE, dPK, dPN, dPW);
-       checkP4sign(dPN, dPE, dPK) }
+       dPSigned = 1; dPW = dRkey; dBcast = 0; printf("D   signs offer epoch %d K%d nonce %d for E%d\n", dPE, dPK, dPN, dPW) }
   /* ---- device: broadcast the persisted raw tx (once per boot; rebroadcasts resend the same bytes) */
-  :: atomic { !dRevoked && dPend && dPSigned && !dBcast -> dBcast = 1; printf("D   broadcasts nonce %d\n", dPN); relayGetsTx(dPN, dPE, dPK, dPW) }
+  :: atomic { !dRevoked && dPend && dPSigned && !dBcast -> dBcast = 1; printf("D   broadcasts nonce %d\n", dPN);
+       checkP4tx(dPN, dPE, dPK); relayGetsTx(dPN, dPE, dPK, dPW) }
 #ifdef MUT_PENDING_LATE
   /* mutant: the pending record is written only after the broadcast */
   :: atomic { dPVol && dBcast -> dPVol = 0 }
@@ -472,7 +473,7 @@ end:
   /* ---- device: relay says the nonce was spent without the offer landing: same epoch and K, next nonce */
   :: atomic { !dRevoked && dPend && dPSigned && dNextNonce < MAXN ->
        dPN = dNextNonce; dNextNonce++; dPW = dRkey; dBcast = 0;
-       printf("D   re-signs epoch %d K%d with nonce %d\n", dPE, dPK, dPN); checkP4sign(dPN, dPE, dPK) }
+       printf("D   re-signs epoch %d K%d with nonce %d\n", dPE, dPK, dPN) }
   /* ---- device: relay says the epoch was rejected or expired: leave it, drop its K */
   :: atomic { !dRevoked && dPend && dPSigned -> printf("D   leaves epoch %d (relay: rejected/expired)\n", dPE); dPend = 0; dPE = 0; dPK = 0; dPN = 0; dPSigned = 0; dPW = 0 }
   /* ---- device: relay answers eth_getLogs with a KeyAccepted log that verifies: activate */

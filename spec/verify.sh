@@ -31,7 +31,7 @@ M5-no-seen-seq|refute|-DMUT_NO_SEEN -DONLY=5|P5_reading_accepted_at_most_once|re
 M6-receiver-k-after-accept|refute|-DMUT_RECV_K_LATE -DONLY=2|P2_device_activates_only_receiver_accepted_epoch|receiver persists K only after sending the acceptance
 D2-no-acceptance-sig|hold|-DMUT_ACC_NOSIG -DONLY=2|-|defence in depth: proof match alone still gives P2 while K is secret
 D3-receiver-no-enrol|hold|-DMUT_RECV_NO_ENROL -DONLY=3|-|defence in depth: the contract alone still gives P3
-L1-chain-accepted|refute|-DLIMIT_CHAIN -DONLY=0|LIMIT_device_activates_only_chain_accepted|known limit: a reverted but signed acceptance activates K (DoS only)
+L1-chain-accepted|refute|-DLIMIT_CHAIN -DONLY=0|LIMIT_device_activates_only_chain_accepted|known limit: R's broadcast acceptance activates K before (or without) taking effect on chain (DoS only)
 R1-rotation|refute|-DREACH=1 -DONLY=0|REACHED_milestone|sanity: the device activates epoch 2
 R2-reading-epoch2|refute|-DREACH=2 -DONLY=0|REACHED_milestone|sanity: the receiver accepts a reading of epoch 2
 R3-accept|refute|-DREACH=3 -DONLY=0|REACHED_milestone|sanity: acceptKey succeeds
