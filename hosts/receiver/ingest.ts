@@ -51,6 +51,9 @@ export function cborToJson(v: CborValue): unknown {
 interface EpochRow { state: string; k_enc: Buffer | null; seq_state: string | null; accepted_block: number | null }
 
 export class Ingest {
+  /** Metric updates of the judgments in the open transaction, applied once it commits (a rolled-back page is judged again). */
+  private effects: Array<() => void> | undefined;
+
   constructor(
     private readonly store: Store,
     private readonly metrics: ReceiverMetrics,
@@ -59,13 +62,37 @@ export class Ingest {
     private readonly log: (msg: string, extra?: Record<string, unknown>) => void = () => {},
   ) {}
 
+  private tally(effect: () => void): void {
+    if (this.effects) this.effects.push(effect);
+    else effect();
+  }
+
+  /** One transaction (one fsync) around `fn`; its metric updates are applied only after the commit. */
+  private atomically<T>(fn: () => T): T {
+    const effects: Array<() => void> = [];
+    this.effects = effects;
+    let result: T;
+    try {
+      result = this.store.transaction(fn);
+    } finally {
+      this.effects = undefined;
+    }
+    for (const e of effects) e();
+    return result;
+  }
+
   private refuse(reason: RefusalReason): IngestResult {
-    this.metrics.readingsRefused.inc({ reason });
+    this.tally(() => this.metrics.readingsRefused.inc({ reason }));
     return { status: 'refused', reason };
   }
 
-  /** Judges one envelope; `parkOk` false when re-trying a parked one (it is never parked twice). */
+  /** Judges one envelope, in its own transaction; `parkOk` false when re-trying a parked one (it is never parked twice). */
   ingest(bytes: Uint8Array, now = Date.now(), parkOk = true): IngestResult {
+    return this.atomically(() => this.judge(bytes, now, parkOk));
+  }
+
+  /** Judges one envelope; the caller holds the transaction. */
+  private judge(bytes: Uint8Array, now: number, parkOk: boolean): IngestResult {
     let env: Envelope;
     try {
       env = decodeEnvelope(bytes);
@@ -73,13 +100,12 @@ export class Ingest {
       return this.refuse('malformed');
     }
     const device = toHex(env.device);
-    const db = this.store.db;
-    const dev = db.prepare('SELECT status, revoked_block FROM devices WHERE device = ?').get(device) as
-      { status: string; revoked_block: number | null } | undefined;
+    const q = this.store.stmt;
+    const dev = q.device.get(device) as { status: string; revoked_block: number | null } | undefined;
     if (!dev) return this.refuse('unknown-device');
     if (dev.status === 'revoked') return this.refuse('revoked');
-    const row = db.prepare('SELECT state, k_enc, seq_state, accepted_block FROM epochs WHERE device = ? AND epoch = ?')
-      .get(device, pad(env.epoch)) as EpochRow | undefined;
+    const epoch = pad(env.epoch);
+    const row = q.epoch.get(device, epoch) as EpochRow | undefined;
     // An epoch whose K we hold but whose acceptance is not confirmed at our depth yet may already be in use by
     // the device (it saw our KeyAccepted): authenticate, then hold the envelope until the row settles.
     const pendingAccept = row !== undefined && (row.state === 'keyStored' || row.state === 'acceptSent');
@@ -102,47 +128,49 @@ export class Ingest {
     }
     // Authentic from here on.
     if (pendingAccept) {
-      const n = (db.prepare('SELECT COUNT(*) AS n FROM parked').get() as { n: number }).n;
+      const n = (q.parkedCount.get() as { n: number }).n;
       if (!parkOk || n >= this.cfg.maxParked) return this.refuse('unknown-epoch');
-      db.prepare('INSERT OR IGNORE INTO parked (device, epoch, envelope, parked_ms) VALUES (?, ?, ?, ?)')
-        .run(device, pad(env.epoch), Buffer.from(bytes), now);
+      q.park.run(device, epoch, Buffer.from(bytes), now);
       return { status: 'parked' };
     }
     // §5.6 grace: a later epoch's first authentic envelope starts the old epoch's clock.
-    const later = db.prepare('SELECT MIN(first_env_ms) AS t FROM epochs WHERE device = ? AND epoch > ? AND first_env_ms IS NOT NULL')
-      .get(device, pad(env.epoch)) as { t: number | null };
+    const later = q.laterEpochStart.get(device, epoch) as { t: number | null };
     if (later.t !== null && now > later.t + this.cfg.oldEpochGraceMs) return this.refuse('old-epoch');
     const seqs = seqStateFromJson(row.seq_state);
     const verdict = classifySeq(seqs, env.seq, this.cfg.seqWindow);
     if (verdict === 'replay' || verdict === 'too-old') {
-      db.prepare('UPDATE epochs SET replays = replays + 1 WHERE device = ? AND epoch = ?').run(device, pad(env.epoch));
+      q.countReplay.run(device, epoch);
       return this.refuse(verdict);
     }
     const t = typeof values.t === 'bigint' ? Number(values.t) : (values.t as number);
     const skewed = Math.abs(t - now / 1000) > this.cfg.maxClockSkewSeconds;
-    db.transaction(() => {
-      db.prepare('INSERT INTO readings (device, epoch, seq, values_json, t, skewed, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(device, pad(env.epoch), pad(env.seq), JSON.stringify(cborToJson(values)), Number.isSafeInteger(t) ? t : null, skewed ? 1 : 0, now);
-      db.prepare(`UPDATE epochs SET seq_state = ?, readings = readings + 1, first_env_ms = COALESCE(first_env_ms, ?), updated_ms = ?
-        WHERE device = ? AND epoch = ?`).run(seqStateToJson(applySeq(seqs, env.seq, this.cfg.seqWindow)), now, now, device, pad(env.epoch));
-    })();
-    this.metrics.readingsAccepted.inc();
-    if (verdict === 'fill') this.metrics.gapsFilled.inc();
-    if (skewed) this.metrics.clockSkew.inc();
+    q.insertReading.run(device, epoch, pad(env.seq), JSON.stringify(cborToJson(values)), Number.isSafeInteger(t) ? t : null, skewed ? 1 : 0, now);
+    q.recordSeq.run(seqStateToJson(applySeq(seqs, env.seq, this.cfg.seqWindow)), now, now, device, epoch);
+    this.tally(() => {
+      this.metrics.readingsAccepted.inc();
+      if (verdict === 'fill') this.metrics.gapsFilled.inc();
+      if (skewed) this.metrics.clockSkew.inc();
+    });
     return { status: 'accepted', device, epoch: env.epoch, seq: env.seq, filled: verdict === 'fill' };
   }
 
-  /** Re-judges parked envelopes whose epoch is no longer waiting for our acceptance. */
+  /** Re-judges parked envelopes whose epoch is no longer waiting for our acceptance, in one transaction. */
   retryParked(now = Date.now()): void {
-    const rows = this.store.db.prepare(`SELECT p.id, p.envelope FROM parked p LEFT JOIN epochs e ON e.device = p.device AND e.epoch = p.epoch
-      WHERE e.state IS NULL OR e.state NOT IN ('keyStored', 'acceptSent') ORDER BY p.id`).all() as { id: number; envelope: Buffer }[];
-    for (const r of rows) {
-      this.ingest(new Uint8Array(r.envelope), now, false);
-      this.store.db.prepare('DELETE FROM parked WHERE id = ?').run(r.id);
-    }
+    const q = this.store.stmt;
+    this.atomically(() => {
+      for (const r of q.parkedSettled.all() as { id: number; envelope: Buffer }[]) {
+        this.judge(new Uint8Array(r.envelope), now, false);
+        q.unpark.run(r.id);
+      }
+    });
   }
 
-  /** Pulls every envelope the relay has after the persisted cursor. Returns how many were judged. */
+  /**
+   * Pulls every envelope the relay has after the persisted cursor. Returns how many were judged.
+   * Each page is judged and the cursor moved past it in ONE transaction (one fsync, synchronous=FULL): a crash
+   * leaves either the whole page stored with the cursor after it, or none of it with the cursor before it, so no
+   * envelope is judged twice or skipped.
+   */
   async pull(relayUrl: string, limit = 100, fetchFn: typeof fetch = fetch): Promise<number> {
     this.retryParked();
     let total = 0;
@@ -157,20 +185,23 @@ export class Ingest {
       if (!Array.isArray(body.envelopes) || (body.next !== undefined && body.next !== null && typeof body.next !== 'string')) {
         throw new Error('relay: malformed /v1/readings answer');
       }
-      for (const h of body.envelopes) {
-        let bytes: Uint8Array | undefined;
-        try {
-          bytes = typeof h === 'string' && /^0x([0-9a-fA-F]{2})*$/.test(h) ? hexToBytes(h) : undefined;
-        } catch {
-          bytes = undefined;
-        }
-        if (bytes) this.ingest(bytes);
-        else this.refuse('malformed');
-        total++;
-      }
+      const envelopes = body.envelopes as unknown[];
       const next = body.next as string | undefined | null;
-      if (typeof next === 'string' && next !== after) this.store.setMeta('relay_cursor', next);
-      if (body.envelopes.length === 0 || !next || next === after) return total;
+      this.atomically(() => {
+        for (const h of envelopes) {
+          let bytes: Uint8Array | undefined;
+          try {
+            bytes = typeof h === 'string' && /^0x([0-9a-fA-F]{2})*$/.test(h) ? hexToBytes(h) : undefined;
+          } catch {
+            bytes = undefined;
+          }
+          if (bytes) this.judge(bytes, Date.now(), true);
+          else this.refuse('malformed');
+        }
+        if (typeof next === 'string' && next !== after) this.store.setMeta('relay_cursor', next);
+      });
+      total += envelopes.length;
+      if (envelopes.length === 0 || !next || next === after) return total;
     }
   }
 }

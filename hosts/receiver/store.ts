@@ -77,9 +77,37 @@ export function loadMasterKey(opts: { hex?: string; path?: string }): Uint8Array
   return hexToBytes(text);
 }
 
+/**
+ * The statements of the per-envelope path (meta cursor, ingest), compiled once per database:
+ * `db.prepare` re-parses its SQL on every call, and five of them per envelope cost more than the decryption.
+ */
+function prepareStatements(db: Db) {
+  return {
+    getMeta: db.prepare('SELECT v FROM meta WHERE k = ?'),
+    setMeta: db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v'),
+    device: db.prepare('SELECT status, revoked_block FROM devices WHERE device = ?'),
+    epoch: db.prepare('SELECT state, k_enc, seq_state, accepted_block FROM epochs WHERE device = ? AND epoch = ?'),
+    laterEpochStart: db.prepare('SELECT MIN(first_env_ms) AS t FROM epochs WHERE device = ? AND epoch > ? AND first_env_ms IS NOT NULL'),
+    countReplay: db.prepare('UPDATE epochs SET replays = replays + 1 WHERE device = ? AND epoch = ?'),
+    insertReading: db.prepare('INSERT INTO readings (device, epoch, seq, values_json, t, skewed, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    recordSeq: db.prepare(`UPDATE epochs SET seq_state = ?, readings = readings + 1, first_env_ms = COALESCE(first_env_ms, ?), updated_ms = ?
+      WHERE device = ? AND epoch = ?`),
+    parkedCount: db.prepare('SELECT COUNT(*) AS n FROM parked'),
+    park: db.prepare('INSERT OR IGNORE INTO parked (device, epoch, envelope, parked_ms) VALUES (?, ?, ?, ?)'),
+    parkedSettled: db.prepare(`SELECT p.id, p.envelope FROM parked p LEFT JOIN epochs e ON e.device = p.device AND e.epoch = p.epoch
+      WHERE e.state IS NULL OR e.state NOT IN ('keyStored', 'acceptSent') ORDER BY p.id`),
+    unpark: db.prepare('DELETE FROM parked WHERE id = ?'),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;
+
 export class Store {
   readonly db: Db;
+  /** Prepared once at construction (prepareStatements). */
+  readonly stmt: Statements;
   private readonly masterKey: Uint8Array;
+  private readonly txn: (fn: () => unknown) => unknown;
 
   constructor(path: string, masterKey: Uint8Array, binding: string) {
     if (masterKey.length !== 32) throw new Error('database master key must be 32 bytes');
@@ -93,6 +121,8 @@ export class Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    this.stmt = prepareStatements(this.db);
+    this.txn = this.db.transaction((fn: () => unknown) => fn());
     this.masterKey = masterKey;
     // One database serves one (chain, contract, receiver): refuse to mix state from another.
     const prev = this.getMeta('binding');
@@ -111,12 +141,20 @@ export class Store {
   }
 
   getMeta(k: string): string | undefined {
-    const row = this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined;
+    const row = this.stmt.getMeta.get(k) as { v: string } | undefined;
     return row?.v;
   }
 
   setMeta(k: string, v: string): void {
-    this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(k, v);
+    this.stmt.setMeta.run(k, v);
+  }
+
+  /**
+   * Runs `fn` in one transaction: one fsync'd commit (synchronous=FULL) for all it writes, all of it rolled
+   * back if it throws. Inside another transaction it becomes a savepoint (better-sqlite3).
+   */
+  transaction<T>(fn: () => T): T {
+    return this.txn(fn) as T;
   }
 
   private seal(plain: Uint8Array, aad: Uint8Array): Uint8Array {

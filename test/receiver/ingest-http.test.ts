@@ -232,6 +232,33 @@ test('GET /metrics is Prometheus text with exchanges by outcome and readings by 
   expect(m.body).toMatch(/iotkx_receiver_readings_refused_total\{reason="replay"\} 1/);
 });
 
+test('a pulled page and the relay cursor commit together: a failure mid-page stores none of it, the next pull all of it once', async () => {
+  const c = await exchange(env.actors.d2);
+  const accepted = async () => Number(/_total (\d+)/.exec(await rcv.metrics.registry.getSingleMetricAsString('iotkx_receiver_readings_accepted_total'))![1]);
+  const cursor = rcv.store.getMeta('relay_cursor');
+  const [acc, replays] = [await accepted(), await refused('replay')];
+  relayed.push(seal(c, 1n), seal(c, 2n), seal(c, 3n));
+  // Fault injection: the third reading's write fails (as a full disk would) after two were written.
+  const stmt = rcv.store.stmt as unknown as Record<string, { run: (...a: unknown[]) => unknown }>;
+  const real = stmt.recordSeq;
+  let writes = 0;
+  stmt.recordSeq = { run: (...args) => { if (++writes === 3) throw new Error('disk full'); return real.run(...args); } };
+  try {
+    await expect(rcv.ingest.pull(relayUrl)).rejects.toThrow('disk full');
+  } finally {
+    stmt.recordSeq = real;
+  }
+  expect(writes).toBe(3);
+  expect(rcv.store.getMeta('relay_cursor')).toBe(cursor);
+  expect(await deviceView(c.dev)).toMatchObject({ readings: 0, lastSeq: null });
+  expect(await accepted()).toBe(acc);
+  await rcv.sync();
+  expect(rcv.store.getMeta('relay_cursor')).toBe(String(relayed.length));
+  expect(await deviceView(c.dev)).toMatchObject({ readings: 3, lastSeq: '3', gaps: 0 });
+  expect(await accepted()).toBe(acc + 3);
+  expect(await refused('replay')).toBe(replays);
+});
+
 test('bound to a non-loopback-default address every request needs the bearer token (127.0.0.2, no traffic leaves the machine)', async () => {
   const token = bytesToHex(randomBytes(16));
   const other = await startReceiver({
