@@ -90,6 +90,8 @@ export class Device {
         const interval = cfg.intervalSec * 1000;
         // Keep the cadence; after a long gap (or a clock jump) restart it from now.
         this.nextReadingAt = this.nextReadingAt + interval > now ? this.nextReadingAt + interval : now + interval;
+        // §5.6: a count-based rotation is noticed at this reading, not at the engine's idle check (10 min).
+        if (this.engine.rotationDue()) this.nextStepAt = now;
       }
     }
     if (cfg && this.queue.size > 0 && now >= this.nextDrainAt) {

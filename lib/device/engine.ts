@@ -233,6 +233,19 @@ export class DeviceEngine {
     return this.seqNext! - 1n;
   }
 
+  /**
+   * §5.6 count policy reached (rotation.maxReadings) while the last step found nothing to do: the caller
+   * should step now instead of at the idle check (IDLE_CHECK_MS later). Local only, no relay call. False
+   * once a step has acted on it, so its spacing T, daily budget and error back-off waits stand.
+   */
+  rotationDue(): boolean {
+    const cfg = this.cfg;
+    const c = this.chan;
+    if (!cfg || this.lastAction !== 'idle' || !c.active || c.pending || c.revoked) return false;
+    const { maxReadings } = cfg.rotation;
+    return maxReadings > 0 && this.readingsUnderActive() >= BigInt(maxReadings);
+  }
+
   private loadSeq(epoch: bigint): void {
     if (this.seqNext !== undefined && this.seqEpoch === epoch) return;
     const s = this.records.seq();
