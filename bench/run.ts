@@ -34,7 +34,7 @@ if (want('xs')) {
 if (want('gas')) {
   await optional('gas.ts', async (m) => {
     const rows = await m.gasBench();
-    sections.push({ title: 'KeyExchange gas (anvil receipts)', header: Object.keys(rows[0]), rows: rows.map((r: any) => Object.values(r).map(String)), method: 'gasUsed from receipts on a fresh anvil; floor = 21,000 + calldata (4 gas per zero byte, 16 per non-zero) + 20,000 per storage slot first written.' });
+    sections.push({ title: 'KeyExchange gas (anvil receipts)', header: Object.keys(rows[0]), rows: rows.map((r: any) => Object.values(r).map((v) => (v === undefined ? "" : String(v)))), method: 'gasUsed from receipts on a fresh anvil; floor = 21,000 + calldata (4 gas per zero byte, 16 per non-zero) + 20,000 per storage slot first written.' });
   });
 }
 if (want('relay')) {
