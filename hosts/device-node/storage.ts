@@ -17,7 +17,7 @@ export const NVS_ENTRIES = (6 - 1) * 126;
 export const nvsEntries = (valueBytes: number) => 2 + Math.ceil(valueBytes / 32);
 
 export class FileStorage implements Storage {
-  private readonly map = new Map<string, Uint8Array>();
+  readonly map = new Map<string, Uint8Array>();
   constructor(readonly path: string) {
     if (existsSync(path)) {
       const o = JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>;
@@ -29,12 +29,16 @@ export class FileStorage implements Storage {
     return v ? v.slice() : undefined;
   }
   set(key: string, value: Uint8Array): void {
+    this.assertFits(key, value);
+    this.map.set(key, value.slice());
+    this.flush();
+  }
+  /** Refuse what NVS would refuse: key length, value size, a full partition. */
+  protected assertFits(key: string, value: Uint8Array): void {
     if (typeof key !== 'string' || key.length === 0 || key.length > NVS_MAX_KEY_CHARS) throw new IotkxError('storage-key', `NVS: key "${key}" must be 1..${NVS_MAX_KEY_CHARS} characters`);
     if (!(value instanceof Uint8Array) || value.length > NVS_MAX_VALUE_BYTES) throw new IotkxError('storage-value', `NVS: value of ${key} over ${NVS_MAX_VALUE_BYTES} bytes`);
     const used = this.entriesUsed() - (this.map.has(key) ? nvsEntries(this.map.get(key)!.length) : 0) + nvsEntries(value.length);
     if (used > NVS_ENTRIES) throw new IotkxError('storage-full', `NVS: partition full (${used} of ${NVS_ENTRIES} entries)`);
-    this.map.set(key, value.slice());
-    this.flush();
   }
   delete(key: string): void {
     if (this.map.delete(key)) this.flush();
@@ -44,7 +48,7 @@ export class FileStorage implements Storage {
     for (const v of this.map.values()) n += nvsEntries(v.length);
     return n;
   }
-  private flush(): void {
+  protected flush(): void {
     const o: Record<string, string> = {};
     for (const [k, v] of this.map) o[k] = Buffer.from(v).toString('hex');
     const tmp = `${this.path}.tmp`;

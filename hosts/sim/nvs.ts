@@ -6,38 +6,24 @@
  * (one atomic file rewrite, as an NVS entry write is atomic), and a hook sees every
  * step, so a power-cut harness can kill the device right between erase and write.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { IotkxError } from '../../lib/errors.js';
-import type { Storage } from '../../lib/platform.js';
-import { NVS_ENTRIES, NVS_MAX_KEY_CHARS, NVS_MAX_VALUE_BYTES, nvsEntries } from '../device-node/storage.js';
+import { FileStorage } from '../device-node/storage.js';
 
 export type NvsStep = 'erased' | 'written' | 'deleted';
 /** Called after each durable step; throwing from it stops the operation there (a power cut). */
 export type NvsHook = (key: string, step: NvsStep) => void;
 
-export class SimNvs implements Storage {
-  readonly map = new Map<string, Uint8Array>();
+export class SimNvs extends FileStorage {
   /** Highest partition use seen, in NVS entries. */
   peakEntries = 0;
   hook: NvsHook | undefined;
 
-  constructor(readonly path: string) {
-    if (existsSync(path)) {
-      const o = JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>;
-      for (const [k, v] of Object.entries(o)) this.map.set(k, new Uint8Array(Buffer.from(v, 'hex')));
-    }
+  constructor(path: string) {
+    super(path);
     this.peakEntries = this.entriesUsed();
   }
 
-  get(key: string): Uint8Array | undefined {
-    return this.map.get(key)?.slice();
-  }
-
   set(key: string, value: Uint8Array): void {
-    if (typeof key !== 'string' || key.length === 0 || key.length > NVS_MAX_KEY_CHARS) throw new IotkxError('storage-key', `NVS: key "${key}" must be 1..${NVS_MAX_KEY_CHARS} characters`);
-    if (!(value instanceof Uint8Array) || value.length > NVS_MAX_VALUE_BYTES) throw new IotkxError('storage-value', `NVS: value of ${key} over ${NVS_MAX_VALUE_BYTES} bytes`);
-    const used = this.entriesUsed() - (this.map.has(key) ? nvsEntries(this.map.get(key)!.length) : 0) + nvsEntries(value.length);
-    if (used > NVS_ENTRIES) throw new IotkxError('storage-full', `NVS: partition full (${used} of ${NVS_ENTRIES} entries)`);
+    this.assertFits(key, value);
     // modPreference.c: nvs_erase_key, then nvs_set_blob.
     if (this.map.delete(key)) this.flush();
     this.hook?.(key, 'erased');
@@ -48,14 +34,8 @@ export class SimNvs implements Storage {
   }
 
   delete(key: string): void {
-    if (this.map.delete(key)) this.flush();
+    super.delete(key);
     this.hook?.(key, 'deleted');
-  }
-
-  entriesUsed(): number {
-    let n = 0;
-    for (const v of this.map.values()) n += nvsEntries(v.length);
-    return n;
   }
 
   /** Flip one bit of a stored value (tests of corrupt storage). */
@@ -64,13 +44,5 @@ export class SimNvs implements Storage {
     if (!v) throw new Error(`no ${key} to corrupt`);
     v[Math.min(byte, v.length - 1)] ^= 1;
     this.flush();
-  }
-
-  private flush(): void {
-    const o: Record<string, string> = {};
-    for (const [k, v] of this.map) o[k] = Buffer.from(v).toString('hex');
-    const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(o));
-    renameSync(tmp, this.path);
   }
 }
