@@ -21,7 +21,7 @@ import { nodeTransport } from '../hosts/device-node/transport.js';
 import { startReceiver, type RunningReceiver } from '../hosts/receiver/receiver.js';
 import { bundle } from '../hosts/xs/bundle.js';
 import { XsWorker } from '../hosts/xs/worker.js';
-import { table } from './xs-lib.js';
+import { table } from './table.js';
 
 ECIES_CONFIG.symmetricAlgorithm = 'xchacha20'; // PROTOCOL.md §2
 

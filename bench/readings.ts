@@ -25,6 +25,7 @@ import { toHex } from '../lib/bytes.js';
 import { decodeEnvelope } from '../lib/envelope.js';
 import { channelId, dataKeyOf } from '../lib/ids.js';
 import { openReading, sealReading } from '../lib/reading.js';
+import { markdown } from './table.js';
 
 export interface ReadingsBenchOptions {
   /** Devices that run the real exchange (default 4). */
@@ -199,11 +200,6 @@ export async function readingsBench(opts: ReadingsBenchOptions = {}): Promise<{ 
     await anvil.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function markdown(r: { header: string[]; rows: string[][] }): string {
-  const right = r.header.map((_, i) => (i === 0 ? '---' : '---:'));
-  return [r.header, right, ...r.rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

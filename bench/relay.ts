@@ -15,6 +15,7 @@ import { connect, deployKeyExchange } from '../hosts/chain/deploy.js';
 import { loadArtifact } from '../contracts/artifact.js';
 import { startRelay } from '../hosts/relay/server.js';
 import { encodeEnvelope } from '../lib/envelope.js';
+import { markdown } from './table.js';
 
 export interface RelayBenchOptions {
   /** Requests per JSON-RPC measurement (default 3000). */
@@ -105,11 +106,6 @@ export async function relayBench(opts: RelayBenchOptions = {}): Promise<{ header
     await anvil.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function markdown(r: { header: string[]; rows: string[][] }): string {
-  const right = r.header.map((_, i) => (i === 0 ? '---' : '---:'));
-  return [r.header, right, ...r.rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { table, xsLibBench } from './xs-lib.js';
+import { table } from './table.js';
+import { xsLibBench } from './xs-lib.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { bundle } from '../hosts/xs/bundle.js';
 import { XsWorker } from '../hosts/xs/worker.js';
+import { table } from './table.js';
 
 const host = { random: (n: number) => new Uint8Array(randomBytes(n)) };
 
@@ -96,10 +97,6 @@ export async function xsLibBench(): Promise<XsLibResults> {
   rows.push(['seal one reading', M(seal1.compute), '']);
   rows.push(['heap retained: keygen + sign + wrap + 100 seals', KB(figures.retained), '≤ 64 KiB (64-bit layout)']);
   return { rows, figures };
-}
-
-export function table(title: string, header: string[], rows: string[][]): string {
-  return [`### ${title}`, '', `| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`), ''].join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -6,6 +6,7 @@ import http, { type Server } from 'node:http';
 import { startSystem, type RunningSystem } from '../../hosts/system.js';
 import { startHttp } from '../../hosts/receiver/http.js';
 import { COOKIE_NAME } from '../../hosts/receiver/dashboard/auth.js';
+import { until } from '../helpers/until.js';
 
 // The receiver's dashboard against a running system (anvil, contract, relay, receiver, two simulated devices
 // sending every 2 s), in Debian's headless Chromium driven by playwright-core. Screenshots go to
@@ -20,19 +21,6 @@ if (!haveChromium) {
 }
 const browserTest = haveChromium ? test : test.skip;
 jest.setTimeout(180_000);
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 const getJson = async (url: string, init?: RequestInit) => {
   const res = await fetch(url, init);

@@ -23,23 +23,9 @@ import { decodeEnvelope } from '../../lib/envelope.js';
 import { channelId, dataKeyOf } from '../../lib/ids.js';
 import type { Transport } from '../../lib/platform.js';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, until } from '../helpers/until.js';
 
-/** Poll `fn` until it returns something other than undefined/false; generous default for loaded CI. */
-export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 60_000, every = 200): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(every);
-  }
-}
+export { sleep, until };
 
 /** anvil on a fixed loopback port, dumping its state every second, so a SIGKILL loses at most the last second. */
 export class StateAnvil {

@@ -11,6 +11,7 @@ import type { Storage } from '../../lib/platform.js';
 import { NVS_ENTRIES } from '../../hosts/device-node/storage.js';
 import type { HttpEvent, NvsEvent, SimDevice } from '../../hosts/sim/device.js';
 import { startSystem, type RunningSystem } from '../../hosts/system.js';
+import { until } from '../helpers/until.js';
 
 // A fleet of the sensor firmware in XS workers against real anvil + KeyExchange + relay +
 // receiver. sim0 runs undisturbed; sim1 and sim2 lose power again and again at NVS steps
@@ -54,16 +55,6 @@ function queued(d: SimDevice): string[] {
   const store: Storage = { get: (k) => copy.get(k), set: (k, v) => { copy.set(k, v); }, delete: (k) => { copy.delete(k); } };
   const q = new ReadingQueue(new SafeStorage(store), { request: async () => { throw new Error('offline'); } });
   return q.envelopes().map((e) => { const x = decodeEnvelope(e); return key(x.epoch, x.seq); });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 beforeAll(async () => {

@@ -2,25 +2,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { until } from '../helpers/until.js';
 
 // `npm start` as a user runs it: a real process with anvil, the contract, relay,
 // receiver and simulated devices. Readings must come out decrypted on the receiver's
 // §9 API, and Ctrl-C must stop everything.
 const ROOT = path.resolve(__dirname, '../..');
 jest.setTimeout(120_000);
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 test('npm start: devices pair, exchange keys and their readings arrive decrypted; Ctrl-C stops it', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iotkx-start-'));
