@@ -3,7 +3,8 @@
  * relay, simulated devices), a live summary every few seconds, clean stop on Ctrl-C.
  * Flags (or environment): --devices N (IOTKX_DEVICES, 3), --interval S (IOTKX_INTERVAL, 5),
  * --rpc-url URL (IOTKX_RPC_URL: use that node instead of anvil, with IOTKX_DEPLOYER_KEY),
- * --block-time S (1), --data-dir DIR (.iotkx/run), --relay-port N, --receiver-port N.
+ * --block-time S (1), --data-dir DIR (.iotkx/run), --relay-port N, --relay-host ADDR (127.0.0.1;
+ * 0.0.0.0 for boards on the LAN), --receiver-port N.
  */
 import { parseArgs } from 'node:util';
 import type { Hex } from 'viem';
@@ -12,12 +13,12 @@ import { startSystem } from './system.js';
 const { values } = parseArgs({
   options: {
     devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
-    'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' },
+    'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
     'receiver-port': { type: 'string' }, help: { type: 'boolean' },
   },
 });
 if (values.help) {
-  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--relay-port N] [--receiver-port N]');
+  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--relay-port N] [--relay-host ADDR] [--receiver-port N]');
   process.exit(0);
 }
 const env = process.env;
@@ -37,6 +38,7 @@ const system = await startSystem({
   blockTime: int(values['block-time'], 1, 'block-time'),
   offerTtlBlocks: 60,
   relayPort: values['relay-port'] ? int(values['relay-port'], 0, 'relay-port') : undefined,
+  relayHost: values['relay-host'] ?? env.IOTKX_RELAY_HOST,
   receiverPort: values['receiver-port'] ? int(values['receiver-port'], 0, 'receiver-port') : undefined,
   log: (line) => console.log(line),
 }).catch((e: Error) => {

@@ -30,6 +30,8 @@ export interface SystemOptions {
   blockTime: number;
   offerTtlBlocks: number;
   relayPort?: number;
+  /** Interface the relay listens on (default 127.0.0.1; 0.0.0.0 lets boards on the LAN reach it — it holds no secret). */
+  relayHost?: string;
   receiverPort?: number;
   log?: (line: string) => void;
   /** Extra options for the simulated XS devices (tests: power cuts, HTTP observers, short sleeps). */
@@ -51,6 +53,8 @@ export interface JoinInfo {
   operatorKeyFile: string;
   receiverKeyFile: string;
   devices: string[];
+  /** The simulated devices' §6 consoles (`iotkx devices` and `iotkx pair --port` take these). */
+  consoles: { name: string; port: string; address: string }[];
 }
 
 export interface RunningSystem {
@@ -104,13 +108,15 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     // 3. Relay in front of the chain, then the receiver pulling readings from it.
     const relay = await startRelay({
       upstreamUrl: rpcUrl, chainId: deployment.chainId, contract: deployment.address,
-      dbPath: path.join(dir, 'relay.db'), port: opts.relayPort ?? 0, logLevel: 'silent',
+      dbPath: path.join(dir, 'relay.db'), port: opts.relayPort ?? 0, host: opts.relayHost, logLevel: 'silent',
     });
     stops.push(() => relay.stop());
+    // Services on this machine reach the relay on loopback whatever interface it listens on.
+    const relayUrl = `http://127.0.0.1:${relay.port}`;
     log(`relay: ${relay.url}`);
     const receiver = await startReceiver({
       rpcUrl, chainId: deployment.chainId, contract: deployment.address, startBlock: BigInt(deployment.block),
-      dataDir: receiverDir, keyFile: receiverKeyFile, relayUrl: relay.url, pollIntervalMs: 1000,
+      dataDir: receiverDir, keyFile: receiverKeyFile, relayUrl, pollIntervalMs: 1000,
       http: { port: opts.receiverPort ?? 0 },
     });
     stops.push(() => receiver.stop());
@@ -135,7 +141,7 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
       const r = await d.console({
         cmd: 'provision',
         config: {
-          relayUrl: `${relay.url}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
+          relayUrl: `${relayUrl}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
           receiver: receiver.address, intervalSec: opts.intervalSec,
           maxFeePerGas: '100000000000', maxPriorityFeePerGas: '2000000000', offerGas: '120000', maxTxPerDay: 24,
           blockTime: opts.blockTime, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
@@ -147,9 +153,10 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
 
     const info: JoinInfo = {
       rpcUrl, chainId: deployment.chainId, contract: deployment.address, deploymentBlock: deployment.block,
-      offerTtlBlocks: deployment.offerTtlBlocks, relayUrl: relay.url, relayRpcUrl: `${relay.url}/rpc`,
+      offerTtlBlocks: deployment.offerTtlBlocks, relayUrl, relayRpcUrl: `${relayUrl}/rpc`,
       receiverUrl: receiver.url, receiverAddress: receiver.address, operatorAddress: operator.account.address,
       operatorKeyFile, receiverKeyFile, devices: devices.map((d) => d.address),
+      consoles: devices.map((d, i) => ({ name: `sim${i}`, port: `tcp://127.0.0.1:${d.consolePort}`, address: d.address })),
     };
     const infoFile = path.join(dir, 'system.json');
     fs.writeFileSync(infoFile, `${JSON.stringify(info, null, 2)}\n`);

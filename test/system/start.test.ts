@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { until } from '../helpers/until.js';
@@ -8,6 +9,26 @@ import { until } from '../helpers/until.js';
 // receiver and simulated devices. Readings must come out decrypted on the receiver's
 // §9 API, and Ctrl-C must stop everything.
 const ROOT = path.resolve(__dirname, '../..');
+
+/** One request on a §6 console (`tcp://host:port`), one JSON object per line. */
+function consoleRequest(port: string, req: object): Promise<any> {
+  const u = new URL(port);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(u.port), u.hostname, () => sock.write(`${JSON.stringify(req)}\n`));
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      for (const line of buf.split('\n').slice(0, -1)) {
+        try {
+          const msg = JSON.parse(line);
+          if (msg.id === (req as any).id) { sock.end(); resolve(msg); return; }
+        } catch { /* boot noise */ }
+      }
+    });
+    sock.on('error', reject);
+    sock.setTimeout(10_000, () => { sock.destroy(); reject(new Error(`console ${port} did not answer`)); });
+  });
+}
 jest.setTimeout(120_000);
 
 test('npm start: devices pair, exchange keys and their readings arrive decrypted; Ctrl-C stops it', async () => {
@@ -23,6 +44,12 @@ test('npm start: devices pair, exchange keys and their readings arrive decrypted
       return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : undefined;
     }, 60_000);
     expect(info.devices).toHaveLength(2);
+    // Each simulated device's §6 console is listed and answers as that device.
+    expect(info.consoles.map((c: any) => c.address)).toEqual(info.devices);
+    for (const c of info.consoles) {
+      const identity = await consoleRequest(c.port, { id: 7, cmd: 'identity' });
+      expect(identity).toMatchObject({ id: 7, ok: true, address: c.address });
+    }
     for (const key of ['rpcUrl', 'chainId', 'contract', 'relayUrl', 'receiverUrl', 'receiverAddress', 'operatorKeyFile']) expect(info[key]).toBeDefined();
 
     for (const device of info.devices as string[]) {
