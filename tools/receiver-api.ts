@@ -1,16 +1,9 @@
 /** The receiver's §9 HTTP API (GET /v1/devices, GET /v1/devices/<address>/readings), with exit-6 errors. */
+import type { DeviceRow } from '../hosts/receiver/http.js';
 import { serviceError } from './errors.js';
 
-export interface ReceiverDevice {
-  device: string;
-  epoch: string | null;
-  pendingEpoch: string | null;
-  state: string;
-  keyVersion: number | null;
-  readings: number;
-  lastSeq: string | null;
-  gaps: number;
-}
+/** A device as the receiver's `GET /v1/devices` lists it (PROTOCOL.md §9). */
+export type ReceiverDevice = DeviceRow;
 
 export interface Reading {
   epoch: string;

@@ -46,7 +46,19 @@ function parseCursor(s: string | null): { epoch: bigint; seq: bigint } {
   return { epoch: c >> 64n, seq: c & U64_MAX };
 }
 
-export function devicesView(store: Store): unknown[] {
+/** One device in `GET /v1/devices` (PROTOCOL.md §9): uint64 values as decimal strings. */
+export interface DeviceRow {
+  device: string;
+  epoch: string | null;
+  pendingEpoch: string | null;
+  state: string;
+  keyVersion: number | null;
+  readings: number;
+  lastSeq: string | null;
+  gaps: number;
+}
+
+export function devicesView(store: Store): DeviceRow[] {
   const db = store.db;
   const devices = db.prepare('SELECT device, status FROM devices ORDER BY first_seen_ms, device').all() as { device: string; status: string }[];
   return devices.map(({ device, status }) => {

@@ -1,7 +1,7 @@
 // Read-only JSON the dashboard needs beyond PROTOCOL.md §9's two views: an overview of the fleet (the §9 device
 // fields plus key age, last reading and replays refused) and one device's exchange history. Both are this
 // receiver's own extensions (not iotkx/1 on the wire); §9's answers stay exactly as they are.
-import { devicesView } from '../http.js';
+import { devicesView, type DeviceRow } from '../http.js';
 import { gapCount, seqStateFromJson } from '../seqwindow.js';
 import { pad, unpad, type Store } from '../store.js';
 
@@ -12,15 +12,8 @@ export interface LastReading {
   receivedAt: string;
 }
 
-export interface DeviceSummary {
-  device: string;
-  epoch: string | null;
-  pendingEpoch: string | null;
-  state: string;
-  keyVersion: number | null;
-  readings: number;
-  lastSeq: string | null;
-  gaps: number;
+/** §9's device row plus what the dashboard shows beside it. */
+export interface DeviceSummary extends DeviceRow {
   /** Seconds since the active epoch's key was accepted (our accept sent, else the offer seen); null without one. */
   keyAgeSec: number | null;
   /** Replayed or too-old envelopes refused, over all epochs (the per-epoch `replays` column ingest keeps). */
