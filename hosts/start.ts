@@ -3,7 +3,8 @@
  * relay, simulated devices), a live summary every few seconds, clean stop on Ctrl-C.
  * Flags (or environment): --devices N (IOTKX_DEVICES, 3), --interval S (IOTKX_INTERVAL, 5),
  * --rpc-url URL (IOTKX_RPC_URL: use that node instead of anvil, with IOTKX_DEPLOYER_KEY),
- * --block-time S (1), --data-dir DIR (.iotkx/run), --relay-port N, --relay-host ADDR (127.0.0.1;
+ * --block-time S (1), --data-dir DIR (.iotkx/run; only a directory iotkx made, one system at a time),
+ * --keep (IOTKX_KEEP=1: resume the previous run in DIR instead of wiping it), --relay-port N, --relay-host ADDR (127.0.0.1;
  * 0.0.0.0 for boards on the LAN), --receiver-port N.
  */
 import { parseArgs } from 'node:util';
@@ -14,11 +15,11 @@ const { values } = parseArgs({
   options: {
     devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
     'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
-    'receiver-port': { type: 'string' }, help: { type: 'boolean' },
+    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean' },
   },
 });
 if (values.help) {
-  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--relay-port N] [--relay-host ADDR] [--receiver-port N]');
+  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N]');
   process.exit(0);
 }
 const env = process.env;
@@ -31,6 +32,7 @@ const int = (v: string | undefined, fallback: number, name: string) => {
 
 const system = await startSystem({
   dataDir: values['data-dir'] ?? env.IOTKX_DATA_DIR ?? '.iotkx/run',
+  keep: values.keep ?? ['1', 'true', 'yes'].includes(String(env.IOTKX_KEEP ?? '').toLowerCase()),
   devices: int(values.devices ?? env.IOTKX_DEVICES, 3, 'devices'),
   intervalSec: int(values.interval ?? env.IOTKX_INTERVAL, 5, 'interval'),
   rpcUrl: values['rpc-url'] ?? env.IOTKX_RPC_URL,
@@ -48,11 +50,17 @@ const system = await startSystem({
 
 console.log(`\nrunning. Join info for other programs: ${system.infoFile}`);
 console.log(JSON.stringify(system.info, null, 2));
+console.log(`dashboard: ${system.info.receiverUrl}/`);
 console.log(`decrypted readings: curl ${system.info.receiverUrl}/v1/devices/<address>/readings\nCtrl-C stops everything.\n`);
 
 const summary = setInterval(async () => {
   try {
     const devices = (await (await fetch(`${system.info.receiverUrl}/v1/devices`)).json()) as any[];
+    if (devices.length === 0) {
+      console.log(`[${new Date().toISOString().slice(11, 19)}] no devices yet: \`npx iotkx sim\` then \`npx iotkx pair …\` ` +
+        `(the command \`sim\` prints); dashboard: ${system.info.receiverUrl}/`);
+      return;
+    }
     const lines = devices.map((d) => `  ${d.device}  ${String(d.state).padEnd(8)} epoch ${d.epoch ?? '-'}  readings ${d.readings}  gaps ${d.gaps}`);
     let last = '';
     for (const d of devices) {
@@ -61,7 +69,7 @@ const summary = setInterval(async () => {
       const r = page.readings.at(-1);
       if (r) last = `  latest from ${d.device.slice(0, 10)}…: ${JSON.stringify(r.values)} (epoch ${r.epoch}, seq ${r.seq})`;
     }
-    console.log(`[${new Date().toISOString().slice(11, 19)}] receiver view:\n${lines.join('\n')}${last ? `\n${last}` : ''}`);
+    console.log(`[${new Date().toISOString().slice(11, 19)}] receiver view (dashboard ${system.info.receiverUrl}/):\n${lines.join('\n')}${last ? `\n${last}` : ''}`);
   } catch (e) {
     console.log(`summary unavailable: ${(e as Error).message}`);
   }

@@ -10,7 +10,8 @@ import { parseEther, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { keyExchangeAbi } from '../contracts/build/KeyExchange.js';
 import { startAnvil, type Anvil } from './chain/anvil.js';
-import { attach, connect, deployKeyExchange, fund, writeDeployment, type DeploymentRecord } from './chain/deploy.js';
+import { attach, connect, deployKeyExchange, fund, readDeployment, verifyDeployment, writeDeployment, type DeploymentRecord } from './chain/deploy.js';
+import { claimDataDir } from './data-dir.js';
 import { startSimFleet, type SimDevice, type SimFleetOptions } from './sim/device.js';
 import { initReceiverKeys } from './receiver/keys.js';
 import { startReceiver, type RunningReceiver } from './receiver/receiver.js';
@@ -18,8 +19,17 @@ import { startRelay, type Relay } from './relay/server.js';
 import { writeSecretFile } from './receiver/keys.js';
 
 export interface SystemOptions {
-  /** Where everything the run writes goes; wiped at start (a new chain needs new devices). */
+  /**
+   * Where everything the run writes goes. Only a directory iotkx made (or a new, empty one) is used, one
+   * process at a time (hosts/data-dir.ts). Wiped at start (a new chain needs new devices) unless `keep`.
+   */
   dataDir: string;
+  /**
+   * Resume the previous run in dataDir instead of wiping it: the embedded chain's state is saved there
+   * (anvil --state), and the contract, the receiver's keys and readings, the relay's store and the
+   * simulated devices' identities are reused; the relay keeps its port, which the devices were given.
+   */
+  keep?: boolean;
   devices: number;
   /** Seconds between readings of each device. */
   intervalSec: number;
@@ -68,21 +78,25 @@ export interface RunningSystem {
 
 export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
   const log = opts.log ?? (() => {});
-  const dir = path.resolve(opts.dataDir);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
-  const stops: Array<() => Promise<unknown>> = [];
+  const claimed = claimDataDir(opts.dataDir, { keep: opts.keep });
+  const dir = claimed.dir;
+  if (claimed.wiped.length) log(`data dir ${dir}: removed the previous run's ${claimed.wiped.join(', ')}`);
+  const stops: Array<() => Promise<unknown>> = [async () => claimed.release()];
   const stopAll = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
   };
   try {
+    const previous = claimed.resumed ? readPreviousRun(dir) : undefined;
+    if (claimed.resumed) log(`data dir ${dir}: resuming the previous run (--keep)`);
     // 1. Chain and deployment.
     let anvil: Anvil | undefined;
     let rpcUrl = opts.rpcUrl;
     let deployerKey = opts.deployerKey;
     let operatorKey: Hex;
     if (!rpcUrl) {
-      anvil = await startAnvil({ blockTime: opts.blockTime });
+      // --keep: anvil loads its state from the file and saves it every second and on exit.
+      const extraArgs = opts.keep ? ['--state', path.join(dir, 'chain-state.json'), '--state-interval', '1'] : [];
+      anvil = await startAnvil({ blockTime: opts.blockTime, extraArgs });
       stops.push(() => anvil!.stop());
       rpcUrl = anvil.rpcUrl;
       deployerKey = anvil.accounts[0].privateKey;
@@ -94,9 +108,19 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
       log(`chain: ${rpcUrl}`);
     }
     const deployer = opts.rpcUrl ? await attach(rpcUrl, deployerKey) : await connect(rpcUrl, deployerKey!);
-    const deployment: DeploymentRecord = await deployKeyExchange(deployer, opts.offerTtlBlocks);
+    let deployment: DeploymentRecord;
+    if (previous?.deployment) {
+      deployment = { ...previous.deployment, rpcUrl };
+      await verifyDeployment(deployer, deployment).catch((e: Error) => {
+        throw new Error(`--keep: the chain no longer holds the previous run's contract (${e.message}); ` +
+          'start without --keep to begin anew');
+      });
+      log(`contract: KeyExchange at ${deployment.address} (kept from the previous run)`);
+    } else {
+      deployment = await deployKeyExchange(deployer, opts.offerTtlBlocks);
+      log(`contract: KeyExchange at ${deployment.address} (block ${deployment.block}, offer TTL ${deployment.offerTtlBlocks} blocks)`);
+    }
     writeDeployment(deployment, path.join(dir, 'deployment.json'));
-    log(`contract: KeyExchange at ${deployment.address} (block ${deployment.block}, offer TTL ${deployment.offerTtlBlocks} blocks)`);
 
     // 2. Receiver: fresh keys, funded, key record published at start.
     const receiverDir = path.join(dir, 'receiver');
@@ -108,7 +132,8 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     // 3. Relay in front of the chain, then the receiver pulling readings from it.
     const relay = await startRelay({
       upstreamUrl: rpcUrl, chainId: deployment.chainId, contract: deployment.address,
-      dbPath: path.join(dir, 'relay.db'), port: opts.relayPort ?? 0, host: opts.relayHost, logLevel: 'silent',
+      // Kept devices were provisioned with the previous relay URL, so a resumed run reuses its port.
+      dbPath: path.join(dir, 'relay.db'), port: opts.relayPort ?? previous?.relayPort ?? 0, host: opts.relayHost, logLevel: 'silent',
     });
     stops.push(() => relay.stop());
     // Services on this machine reach the relay on loopback whatever interface it listens on.
@@ -134,6 +159,13 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     const devices = await startSimFleet(opts.devices, { dir: path.join(dir, 'devices'), prefix: 'sim', log, ...opts.sim });
     stops.push(async () => { await Promise.all(devices.map((d) => d.stop())); });
     for (const d of devices) {
+      if (opts.keep) {
+        const { state } = await d.console({ cmd: 'identity' });
+        if (state !== 'unprovisioned') {
+          log(`device ${d.address}: kept from the previous run (${state}; console on 127.0.0.1:${d.consolePort})`);
+          continue;
+        }
+      }
       // In-process the device cannot fail to take its configuration, so it is enrolled and
       // funded first and finds itself enrolled at its first step (the CLI pairs the other way round).
       await send(operator, deployment.address, 'enroll', [receiver.address, d.address as Address]);
@@ -165,6 +197,19 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     await stopAll();
     throw e;
   }
+}
+
+/** What a --keep run takes over from the previous run's system.json and deployment record. */
+function readPreviousRun(dir: string): { deployment?: DeploymentRecord; relayPort?: number } {
+  const deploymentFile = path.join(dir, 'deployment.json');
+  const deployment = fs.existsSync(deploymentFile) ? readDeployment(deploymentFile) : undefined;
+  let relayPort: number | undefined;
+  try {
+    const info = JSON.parse(fs.readFileSync(path.join(dir, 'system.json'), 'utf8')) as Partial<JoinInfo>;
+    const port = Number(new URL(String(info.relayUrl)).port);
+    if (Number.isInteger(port) && port > 0) relayPort = port;
+  } catch { /* no previous join file: the relay takes a new port */ }
+  return { deployment, relayPort };
 }
 
 async function send(s: Awaited<ReturnType<typeof connect>>, contract: Address, functionName: 'setOperator' | 'enroll', args: readonly unknown[]) {
