@@ -5,7 +5,8 @@
  * --rpc-url URL (IOTKX_RPC_URL: use that node instead of anvil, with IOTKX_DEPLOYER_KEY),
  * --block-time S (1), --data-dir DIR (.iotkx/run; only a directory iotkx made, one system at a time),
  * --keep (IOTKX_KEEP=1: resume the previous run in DIR instead of wiping it), --relay-port N, --relay-host ADDR (127.0.0.1;
- * 0.0.0.0 for boards on the LAN), --receiver-port N.
+ * 0.0.0.0 for boards on the LAN), --receiver-port N, --mqtt URL (IOTKX_MQTT_URL: the receiver publishes
+ * every accepted reading there).
  */
 import { parseArgs } from 'node:util';
 import type { Hex } from 'viem';
@@ -15,11 +16,11 @@ const { values } = parseArgs({
   options: {
     devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
     'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
-    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean' },
+    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, mqtt: { type: 'string' }, help: { type: 'boolean' },
   },
 });
 if (values.help) {
-  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N]');
+  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N] [--mqtt URL]');
   process.exit(0);
 }
 const env = process.env;
@@ -42,6 +43,7 @@ const system = await startSystem({
   relayPort: values['relay-port'] ? int(values['relay-port'], 0, 'relay-port') : undefined,
   relayHost: values['relay-host'] ?? env.IOTKX_RELAY_HOST,
   receiverPort: values['receiver-port'] ? int(values['receiver-port'], 0, 'receiver-port') : undefined,
+  mqttUrl: values.mqtt ?? env.IOTKX_MQTT_URL,
   log: (line) => console.log(line),
 }).catch((e: Error) => {
   console.error(`iotkx: could not start: ${e.message}`);

@@ -14,6 +14,7 @@ import { attach, connect, deployKeyExchange, fund, readDeployment, verifyDeploym
 import { claimDataDir } from './data-dir.js';
 import { startSimFleet, type SimDevice, type SimFleetOptions } from './sim/device.js';
 import { initReceiverKeys } from './receiver/keys.js';
+import { redactUrl } from './receiver/mqtt.js';
 import { startReceiver, type RunningReceiver } from './receiver/receiver.js';
 import { startRelay, type Relay } from './relay/server.js';
 import { writeSecretFile } from './receiver/keys.js';
@@ -43,6 +44,8 @@ export interface SystemOptions {
   /** Interface the relay listens on (default 127.0.0.1; 0.0.0.0 lets boards on the LAN reach it — it holds no secret). */
   relayHost?: string;
   receiverPort?: number;
+  /** The receiver publishes every accepted reading to this MQTT broker (hosts/receiver/mqtt.ts). */
+  mqttUrl?: string;
   log?: (line: string) => void;
   /** Extra options for the simulated XS devices (tests: power cuts, HTTP observers, short sleeps). */
   sim?: Partial<SimFleetOptions>;
@@ -143,9 +146,11 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
       rpcUrl, chainId: deployment.chainId, contract: deployment.address, startBlock: BigInt(deployment.block),
       dataDir: receiverDir, keyFile: receiverKeyFile, relayUrl, pollIntervalMs: 1000,
       http: { port: opts.receiverPort ?? 0 },
+      ...(opts.mqttUrl ? { mqtt: { url: opts.mqttUrl } } : {}),
     });
     stops.push(() => receiver.stop());
     log(`receiver: ${receiver.url} (account ${receiver.address})`);
+    if (opts.mqttUrl) log(`receiver: publishing readings to MQTT ${redactUrl(opts.mqttUrl)} (topics iotkx/<device>/readings)`);
 
     // 4. The operator, authorised by the receiver (§5.2).
     const operatorKeyFile = path.join(dir, 'operator.key');

@@ -11,6 +11,8 @@
 //   --host H              IOTKX_RECEIVER_HOST        default 127.0.0.1; any other needs IOTKX_RECEIVER_TOKEN
 //   --port N              IOTKX_RECEIVER_PORT        default 8547
 //   --relay-url URL       IOTKX_RELAY_URL            pull readings from this relay
+//   --mqtt-url URL        IOTKX_MQTT_URL             publish every accepted reading to this MQTT broker (QoS 1)
+//   --mqtt-topic-prefix P IOTKX_MQTT_TOPIC_PREFIX    default iotkx: topics <P>/<device>/readings
 //   --confirmations N --min-ttl-blocks N --poll-ms N --max-accepts-per-hour N
 //   --init-keys           create the key file if absent, print the address and E, exit
 //   --rotate-key          publish a fresh encryption key (version + 1), exit
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     'rpc-url': { type: 'string' }, deployment: { type: 'string' }, contract: { type: 'string' }, 'chain-id': { type: 'string' },
     'start-block': { type: 'string' }, 'data-dir': { type: 'string' }, 'key-file': { type: 'string' }, db: { type: 'string' },
     'db-key-file': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'relay-url': { type: 'string' },
+    'mqtt-url': { type: 'string' }, 'mqtt-topic-prefix': { type: 'string' },
     confirmations: { type: 'string' }, 'min-ttl-blocks': { type: 'string' }, 'poll-ms': { type: 'string' },
     'max-accepts-per-hour': { type: 'string' }, 'init-keys': { type: 'boolean' }, 'rotate-key': { type: 'boolean' },
     help: { type: 'boolean' },
@@ -61,6 +64,7 @@ async function main(): Promise<void> {
   const rpcUrl = values['rpc-url'] ?? env.IOTKX_RPC_URL ?? dep?.rpcUrl;
   const contract = values.contract ?? env.IOTKX_CONTRACT ?? dep?.address;
   if (!rpcUrl || !contract) throw new Error('need --rpc-url and --contract (or a deployment record)');
+  const mqttUrl = values['mqtt-url'] ?? env.IOTKX_MQTT_URL;
   const log = pino({ name: 'receiver', level: env.IOTKX_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const rcv = await startReceiver({
     rpcUrl, contract: contract as Address,
@@ -79,6 +83,7 @@ async function main(): Promise<void> {
       ...(values['max-accepts-per-hour'] !== undefined ? { acceptRate: { max: int(values['max-accepts-per-hour'], 'max-accepts-per-hour')!, windowMs: 3_600_000 } } : {}),
     },
     logger: (msg, extra) => log.info(extra ?? {}, msg),
+    ...(mqttUrl && !values['rotate-key'] ? { mqtt: { url: mqttUrl, topicPrefix: values['mqtt-topic-prefix'] ?? env.IOTKX_MQTT_TOPIC_PREFIX } } : {}),
   });
   if (values['rotate-key']) {
     const v = await rcv.rotateEncryptionKey();

@@ -10,6 +10,7 @@ import { DEFAULT_INGEST_CONFIG, Ingest, type IngestConfig } from './ingest.js';
 import { ensureKeyPublished, rotateEncKey } from './keyrecord.js';
 import { eraseEncryptionKey, loadReceiverKeys, type ReceiverKeys } from './keys.js';
 import { ReceiverMetrics } from './metrics.js';
+import { startMqttPublisher, type MqttOptions, type MqttPublisher } from './mqtt.js';
 import { ensureRandom } from './random.js';
 import { loadMasterKey, Store } from './store.js';
 
@@ -43,6 +44,8 @@ export interface ReceiverOptions {
   ingest?: Partial<IngestConfig>;
   hooks?: ExchangeHooks;
   logger?: Logger;
+  /** Publish every accepted reading to this MQTT broker (hosts/receiver/mqtt.ts). */
+  mqtt?: MqttOptions;
 }
 
 export interface RunningReceiver {
@@ -60,6 +63,8 @@ export interface RunningReceiver {
   store: Store;
   metrics: ReceiverMetrics;
   ingest: Ingest;
+  /** The MQTT publisher, when `mqtt` was given. */
+  mqtt?: MqttPublisher;
   stop(): Promise<void>;
 }
 
@@ -81,6 +86,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
   masterKey.fill(0);
   const metrics = new ReceiverMetrics();
   let server: Server | undefined;
+  let publisher: MqttPublisher | undefined;
   try {
     if (opts.publishKey !== false) {
       const v = await ensureKeyPublished(chain, keys, store);
@@ -91,6 +97,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
     const ingest = new Ingest(store, metrics, { ...DEFAULT_INGEST_CONFIG, ...opts.ingest },
       { chainId, contract, receiver: chain.address }, log);
     exchange.onAccepted = () => ingest.retryParked();
+    if (opts.mqtt) publisher = startMqttPublisher(store, chain.address, metrics, opts.mqtt, log);
 
     let url = '';
     if (opts.http !== false) {
@@ -136,11 +143,12 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
       sync,
       rotateEncryptionKey: () => rotateEncKey(chain, keys, store),
       eraseEncryptionKey: (v) => eraseEncryptionKey(keys, v),
-      keys, store, metrics, ingest,
+      keys, store, metrics, ingest, mqtt: publisher,
       async stop() {
         stopped = true;
         if (timer) clearTimeout(timer);
         await running?.catch(() => {});
+        await publisher?.stop();
         if (server) {
           server.closeAllConnections();
           await new Promise<void>((r) => server!.close(() => r()));
@@ -150,6 +158,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
     };
   } catch (e) {
     server?.close();
+    await publisher?.stop().catch(() => undefined);
     store.close();
     throw e;
   }
