@@ -177,6 +177,12 @@ browserTest('loopback: the page lists the devices, charts their readings and sho
     await page.waitForFunction(() => Number((globalThis as any).document.querySelector('#chart')?.getAttribute('data-points')) >= 2, undefined, { timeout: 30_000 });
     expect(await page.locator('#chart').getAttribute('data-series')).toContain('temp');
     expect(await page.evaluate(painted)).toBeGreaterThan(20);
+    // Units in the legend (the axes, drawn on the canvas, use the same labels); before any hover the legend
+    // shows the latest values, not "--".
+    expect(await page.locator('#chart .u-legend .u-series .u-label').allTextContents()).toEqual(expect.arrayContaining(['temp (°C)', 'rh (%)']));
+    const legendValues = (await page.locator('#chart .u-legend .u-series .u-value').allTextContents()).slice(1);
+    expect(legendValues.length).toBeGreaterThan(0);
+    for (const v of legendValues) expect(v).toMatch(/\d/);
     await page.locator('#history tr[data-epoch="1"] td.state-accepted').waitFor();
     await page.screenshot({ path: path.join(SHOTS, '1-loopback.png'), fullPage: true });
 

@@ -2,6 +2,7 @@
 // receiver's JSON (same origin, so a bearer cookie set by /?token= rides along) and redraws. Everything a
 // device sent is shown with textContent, never parsed as HTML: decrypted values are authentic, not trusted.
 import uPlot from 'uplot';
+import { labelOf, unitOf } from '../../../lib/quantities.js';
 
 /** Milliseconds between polls: readings arrive every few seconds at most (informative choice). */
 const POLL_MS = 2000;
@@ -48,7 +49,7 @@ function quantities(values: Record<string, unknown>): [string, number][] {
 
 function describe(r: LastReading | null, now: number): string {
   if (!r) return '–';
-  const q = quantities(r.values).map(([k, v]) => `${k} ${Math.round(v * 100) / 100}`).join(', ');
+  const q = quantities(r.values).map(([k, v]) => `${k} ${Math.round(v * 100) / 100}${unitOf(k) ? ` ${unitOf(k)}` : ''}`).join(', ');
   return `${q || '(no numeric values)'} · seq ${r.seq} · ${age(Math.max(0, Math.round((now - Date.parse(r.receivedAt)) / 1000)))} ago`;
 }
 
@@ -132,13 +133,21 @@ function drawChart(): void {
     width,
     height: 280,
     scales: { x: { time: true } },
-    series: [{}, ...keys.map((k, i) => ({ label: k, scale: k, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true, size: 5 } }))],
+    hooks: { draw: [showLatest], setCursor: [showLatest] },
+    series: [{}, ...keys.map((k, i) => ({ label: labelOf(k), scale: k, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true, size: 5 } }))],
     axes: [
       {},
-      ...keys.slice(0, 2).map((k, i) => ({ scale: k, label: k, side: i === 0 ? 3 : 1, stroke: COLORS[i], grid: { show: i === 0 } })),
+      ...keys.slice(0, 2).map((k, i) => ({ scale: k, label: labelOf(k), side: i === 0 ? 3 : 1, stroke: COLORS[i], grid: { show: i === 0 } })),
     ],
   };
   chart = new uPlot(opts, data, box);
+}
+
+/** Without a pointer over the chart the legend shows the latest reading's values, not uPlot's "--". */
+function showLatest(u: uPlot): void {
+  const n = u.data[0]?.length ?? 0;
+  if (n === 0 || (u.cursor.left ?? -1) >= 0) return;
+  u.setLegend({ idx: n - 1 });
 }
 
 function renderHistory(epochs: EpochHistory[]): void {
