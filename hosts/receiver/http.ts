@@ -8,6 +8,7 @@ import { parkedCount } from './dashboard/views.js';
 import { routeLabel, type ReceiverMetrics } from './metrics.js';
 import { gapCount, seqStateFromJson } from './seqwindow.js';
 import { pad, unpad, type Store } from './store.js';
+import { EXPORT_CONTENT_TYPE, exportLines, exportQueryOf, ExportQueryError, isExportQuery } from './export.js';
 
 /** Hosts that count as loopback for the no-token rule (§9: "binds to loopback by default"). */
 export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -106,6 +107,38 @@ export function readingsView(store: Store, device: string, after: string | null,
   };
 }
 
+/**
+ * An export (hosts/receiver/export.ts), streamed a chunk at a time with back-pressure: a year of readings never
+ * sits in memory. The query is checked before the first byte, so a bad one still gets its 400.
+ */
+async function sendExport(res: ServerResponse, store: Store, params: URLSearchParams, device: string | undefined): Promise<void> {
+  let q;
+  try {
+    q = exportQueryOf(params, device);
+  } catch (e) {
+    if (e instanceof ExportQueryError) throw new HttpError(400, e.code, e.message);
+    throw e;
+  }
+  if (device && !store.db.prepare('SELECT 1 FROM devices WHERE device = ?').get(device)) {
+    throw new HttpError(404, 'unknown-device', `no device ${device} is known to this receiver`);
+  }
+  const ext = q.format === 'csv' ? 'csv' : q.format === 'jsonl' ? 'jsonl' : 'json';
+  res.writeHead(200, {
+    'content-type': EXPORT_CONTENT_TYPE[q.format], 'cache-control': 'no-store', 'x-content-type-options': 'nosniff',
+    'content-disposition': `attachment; filename="iotkx-readings-${device ?? 'all'}.${ext}"`,
+  });
+  try {
+    for (const chunk of exportLines(store, q)) {
+      if (res.destroyed) return; // the client went away: stop reading the database
+      if (!res.write(chunk)) await new Promise((r) => res.once('drain', r).once('close', r));
+    }
+    res.end();
+  } catch (e) {
+    // The status line is gone already: cut the response so the client sees it incomplete, never a crash.
+    res.destroy(e as Error);
+  }
+}
+
 export interface HttpOptions {
   host: string;
   port: number;
@@ -159,11 +192,14 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
           return res.end(text);
         }
         if (path === '/v1/devices') return send(res, 200, devicesView(store));
+        if (path === '/v1/readings') return await sendExport(res, store, url.searchParams, undefined);
         const m = /^\/v1\/devices\/([^/]+)\/readings$/.exec(path);
         if (m) {
           const addr = decodeURIComponent(m[1]);
           if (!/^0x[0-9a-fA-F]{40}$/.test(addr)) throw new HttpError(400, 'bad-address', 'device must be 0x and 40 hex digits');
-          return send(res, 200, readingsView(store, addr.toLowerCase(), url.searchParams.get('after'), url.searchParams.get('limit')));
+          const device = addr.toLowerCase();
+          if (isExportQuery(url.searchParams)) return await sendExport(res, store, url.searchParams, device);
+          return send(res, 200, readingsView(store, device, url.searchParams.get('after'), url.searchParams.get('limit')));
         }
         if (await serveDashboard(path, res, store)) return;
         throw new HttpError(404, 'not-found', `no route ${path}`);

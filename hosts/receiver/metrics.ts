@@ -65,6 +65,7 @@ export class ReceiverMetrics {
 export function routeLabel(path: string): string {
   if (path === '/v1/devices' || path === '/healthz' || path === '/metrics' || path === '/v1/dashboard') return path.slice(1).replace('v1/', '');
   if (/^\/v1\/devices\/[^/]+\/readings$/.test(path)) return 'readings';
+  if (path === '/v1/readings') return 'export';
   if (/^\/v1\/devices\/[^/]+\/history$/.test(path)) return 'history';
   if (path === '/' || path.startsWith('/dashboard/')) return 'page';
   return 'other';

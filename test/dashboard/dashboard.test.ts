@@ -7,6 +7,7 @@ import { startSystem, type RunningSystem } from '../../hosts/system.js';
 import { startHttp } from '../../hosts/receiver/http.js';
 import { COOKIE_NAME } from '../../hosts/receiver/dashboard/auth.js';
 import { until } from '../helpers/until.js';
+import { parse } from 'csv-parse/sync';
 
 // The receiver's dashboard against a running system (anvil, contract, relay, receiver, two simulated devices
 // sending every 2 s), in Debian's headless Chromium driven by playwright-core. Screenshots go to
@@ -244,6 +245,24 @@ browserTest('bound to 127.0.0.2: refused without the token; /?token= once sets a
     expect((await fetch(`${url}/v1/devices`, { headers: { cookie: `${COOKIE_NAME}=${cookie.value}` } })).status).toBe(200);
     expect((await fetch(`${url}/v1/devices`, { headers: { cookie: `${COOKIE_NAME}=${cookie.value.replace(/.$/, (c) => (c === '0' ? '1' : '0'))}` } })).status).toBe(401);
     await page.screenshot({ path: path.join(SHOTS, '5-token-ok.png'), fullPage: true });
+
+    // The download link: a CSV of the selected device, through the cookie, that parses back to what §9 serves.
+    const shown = (await page.locator('#detail-address').textContent())!;
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#download-csv').click()]);
+    expect(download.suggestedFilename()).toBe(`iotkx-readings-${shown}.csv`);
+    const rows = parse(fs.readFileSync((await download.path())!, 'utf8'), { columns: true }) as Record<string, string>[];
+    const api = await getJson(`${url}/v1/devices/${shown}/readings?limit=1000`, { headers: { authorization: `Bearer ${token}` } });
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const r of rows) {
+      expect(r.device).toBe(shown);
+      const same = api.readings.find((x: any) => x.epoch === r.epoch && x.seq === r.seq);
+      if (!same) continue; // a reading newer than the API page fetched after the download
+      expect(Number(r.temp)).toBe(same.values.temp);
+      expect(r.receivedAt).toBe(same.receivedAt);
+    }
+    expect(rows.filter((r) => api.readings.some((x: any) => x.seq === r.seq && x.epoch === r.epoch)).length).toBeGreaterThanOrEqual(2);
+    // Without the cookie or a token the export is refused like every other route.
+    expect((await fetch(`${url}/v1/devices/${shown}/readings?format=csv`)).status).toBe(401);
   } finally {
     await context.close();
     server.closeAllConnections();

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { exportLines, exportQueryOf, ExportQueryError, isExportQuery, parseTime } from '../../hosts/receiver/export.js';
 import { pad, Store } from '../../hosts/receiver/store.js';
+import { startHttp } from '../../hosts/receiver/http.js';
+import { ReceiverMetrics } from '../../hosts/receiver/metrics.js';
 
 // Export of decrypted readings: CSV checked with an independent parser (csv-parse), JSON Lines, windows on
 // receivedAt, newest first and latest N, and refusals of malformed queries.
@@ -19,6 +21,7 @@ beforeAll(() => {
     ins.run(A, pad(1n), pad(BigInt(i)), JSON.stringify({ t: 1796300000 + i, temp: 20 + i / 4, rh: 40 + i }), T0 + i * 60_000);
   }
   // Another device with an odd value set: a string with a comma and a quote, a missing quantity, a nested map.
+  store.db.prepare("INSERT INTO devices (device, status, first_seen_ms) VALUES (?, 'enrolled', 0), (?, 'enrolled', 0)").run(A, B);
   ins.run(B, pad(2n), pad(7n), JSON.stringify({ t: 1796300500, note: 'door "A", open', level: { x: 1 } }), T0 + 5 * 60_000 + 1);
 });
 afterAll(() => store.close());
@@ -79,4 +82,27 @@ test('malformed queries are refused with a code, and §9 paging is not an export
   expect(isExportQuery(new URLSearchParams('after=5&limit=10'))).toBe(false);
   expect(isExportQuery(new URLSearchParams('latest=5'))).toBe(true);
   expect(parseTime('2026-12-03T12:00:00+01:00', 'since')).toBe(T0 - 3_600_000);
+});
+
+test('over HTTP: streamed exports with a file name, 400 for a bad query, 404 for an unknown device, §9 paging unchanged', async () => {
+  const { server, url } = await startHttp({ host: '127.0.0.1', port: 0 }, store, new ReceiverMetrics(), () => {});
+  try {
+    const csv = await fetch(`${url}/v1/devices/${A}/readings?format=csv&latest=2`);
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
+    expect(csv.headers.get('content-disposition')).toBe(`attachment; filename="iotkx-readings-${A}.csv"`);
+    expect((parse(await csv.text(), { columns: true }) as any[]).map((r) => r.seq)).toEqual(['10', '9']);
+    const all = (await (await fetch(`${url}/v1/readings?format=jsonl`)).text()).trim().split('\n');
+    expect(all).toHaveLength(11);
+    const bad = await fetch(`${url}/v1/devices/${A}/readings?format=csv&since=soon`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ error: 'bad-since', message: expect.any(String) });
+    expect((await fetch(`${url}/v1/devices/${'0x' + 'cd'.repeat(20)}/readings?format=csv`)).status).toBe(404);
+    const page = (await (await fetch(`${url}/v1/devices/${A}/readings?limit=3`)).json()) as any;
+    expect(Object.keys(page).sort()).toEqual(['next', 'readings']);
+    expect(page.readings.map((r: any) => r.seq)).toEqual(['1', '2', '3']);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
 });

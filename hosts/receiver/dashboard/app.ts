@@ -221,6 +221,9 @@ async function refresh(): Promise<void> {
       const device = selected;
       const s = ensureSeries();
       $('#detail-address').textContent = device;
+      // Same origin: the bearer cookie (dashboard/auth.ts) rides along with the download as with every poll.
+      $('#download-csv').setAttribute('href', `/v1/devices/${device}/readings?format=csv`);
+      $('#download-jsonl').setAttribute('href', `/v1/devices/${device}/readings?format=jsonl`);
       const [h] = await Promise.all([getJson<{ epochs: EpochHistory[] }>(`/v1/devices/${device}/history`), pullReadings(s)]);
       if (device === selected) {
         renderHistory(h.epochs);
