@@ -2,7 +2,7 @@
  * The KeyExchange contract interface (PROTOCOL.md §4) over lib/abi.ts: calldata
  * for every function, decoders for the views, event topics and log decoding,
  * and the custom errors' selectors. Selectors and topics are written out as
- * constants (keccak of the signature beside each; test/lib/keyexchange-abi.test.ts
+ * constants (keccak of the signature beside each; test/lib/abi.test.ts
  * recomputes them) so the device does not hash ~30 signatures at load.
  */
 import { decodeParams, decodeWord, encodeCall, type AbiType, type AbiValue } from './abi.js';
