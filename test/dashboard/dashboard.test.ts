@@ -8,6 +8,8 @@ import { startHttp } from '../../hosts/receiver/http.js';
 import { COOKIE_NAME } from '../../hosts/receiver/dashboard/auth.js';
 import { until } from '../helpers/until.js';
 import { parse } from 'csv-parse/sync';
+import { connect } from '../../hosts/chain/deploy.js';
+import { keyExchangeAbi } from '../../contracts/build/KeyExchange.js';
 
 // The receiver's dashboard against a running system (anvil, contract, relay, receiver, two simulated devices
 // sending every 2 s), in Debian's headless Chromium driven by playwright-core. Screenshots go to
@@ -267,5 +269,36 @@ browserTest('bound to 127.0.0.2: refused without the token; /?token= once sets a
     await context.close();
     server.closeAllConnections();
     await new Promise<void>((r) => (server as Server).close(() => r()));
+  }
+});
+
+// Runs last: it revokes one of the two devices.
+test('a revoked device does not look healthy: its history shows the revocation, the page says so', async () => {
+  const victim = devices[1];
+  const operatorKey = fs.readFileSync(sys.info.operatorKeyFile, 'utf8').trim() as `0x${string}`;
+  const op = await connect(sys.info.rpcUrl, operatorKey, sys.info.chainId);
+  const hash = await op.walletClient.writeContract({ address: sys.info.contract, abi: keyExchangeAbi, functionName: 'revoke', args: [sys.info.receiverAddress, victim as `0x${string}`] });
+  const receipt = await op.publicClient.waitForTransactionReceipt({ hash });
+  expect(receipt.status).toBe('success');
+  const base = sys.info.receiverUrl;
+  const h = await until('the receiver to see the revocation', async () => {
+    const body = await getJson(`${base}/v1/devices/${victim}/history`);
+    return body.status === 'revoked' ? body : undefined;
+  }, 60_000);
+  expect(h.revokedBlock).toBe(Number(receipt.blockNumber));
+  expect((await getJson(`${base}/v1/devices`)).find((d: any) => d.device === victim).state).toBe('revoked');
+  if (!browser) return;
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(base);
+    await page.locator(`#devices tr[data-device="${victim}"] td.state-revoked`).waitFor({ timeout: 30_000 });
+    await page.locator(`#devices tr[data-device="${victim}"]`).click();
+    const row = page.locator('#history tr.revoked');
+    await row.waitFor({ timeout: 30_000 });
+    expect(await row.textContent()).toContain(`revoked at block ${receipt.blockNumber}`);
+    await page.screenshot({ path: path.join(SHOTS, '6-revoked.png'), fullPage: true });
+  } finally {
+    await context.close();
   }
 });

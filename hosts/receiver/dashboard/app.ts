@@ -150,9 +150,19 @@ function showLatest(u: uPlot): void {
   u.setLegend({ idx: n - 1 });
 }
 
-function renderHistory(epochs: EpochHistory[]): void {
+interface DeviceHistory { status: string; revokedBlock: number | null; epochs: EpochHistory[] }
+
+function renderHistory(h: DeviceHistory): void {
   const body = $('#history tbody');
-  body.replaceChildren(...epochs.map((e) => {
+  // A revocation is part of the history: the device may still be sending, but nothing it seals under the
+  // epochs accepted before it is taken any more (§5.6).
+  const revoked = h.status === 'revoked'
+    ? [el('tr', undefined, { class: 'revoked' })]
+    : [];
+  if (revoked.length) {
+    revoked[0].append(el('td', `revoked${h.revokedBlock !== null ? ` at block ${h.revokedBlock}` : ''}: its readings are refused; only the receiver can enroll it again, and only epochs accepted after that count`, { colspan: '10', class: 'state-revoked' }));
+  }
+  body.replaceChildren(...revoked, ...h.epochs.map((e) => {
     const tr = el('tr', undefined, { 'data-epoch': e.epoch });
     const reason = e.rejectReason ? ` (reason ${e.rejectReason})` : '';
     tr.append(
@@ -224,9 +234,9 @@ async function refresh(): Promise<void> {
       // Same origin: the bearer cookie (dashboard/auth.ts) rides along with the download as with every poll.
       $('#download-csv').setAttribute('href', `/v1/devices/${device}/readings?format=csv`);
       $('#download-jsonl').setAttribute('href', `/v1/devices/${device}/readings?format=jsonl`);
-      const [h] = await Promise.all([getJson<{ epochs: EpochHistory[] }>(`/v1/devices/${device}/history`), pullReadings(s)]);
+      const [h] = await Promise.all([getJson<DeviceHistory>(`/v1/devices/${device}/history`), pullReadings(s)]);
       if (device === selected) {
-        renderHistory(h.epochs);
+        renderHistory(h);
         drawChart();
       }
     }

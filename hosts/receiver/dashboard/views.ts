@@ -88,10 +88,20 @@ export interface EpochHistory {
   updatedAt: string;
 }
 
+export interface DeviceHistory {
+  device: string;
+  /** enrolled | revoked | unknown (the devices table: DeviceEnrolled / DeviceRevoked). */
+  status: string;
+  /** Block of the last DeviceRevoked: epochs accepted up to it are refused for readings (§5.6). */
+  revokedBlock: number | null;
+  epochs: EpochHistory[];
+}
+
 /** Every epoch the device offered to us, newest first; null for a device this receiver does not know. */
-export function historyView(store: Store, device: string): { device: string; epochs: EpochHistory[] } | null {
+export function historyView(store: Store, device: string): DeviceHistory | null {
   const db = store.db;
-  if (!db.prepare('SELECT 1 FROM devices WHERE device = ?').get(device)) return null;
+  const dev = db.prepare('SELECT status, revoked_block FROM devices WHERE device = ?').get(device) as { status: string; revoked_block: number | null } | undefined;
+  if (!dev) return null;
   const rows = db.prepare(`SELECT e.epoch, e.state, e.key_version, e.tx_hash, e.action_tx, e.accepted_block, e.reason, e.readings,
       e.replays, e.seq_state, e.created_ms, e.updated_ms,
       (SELECT MIN(o.block_number) FROM offer_logs o WHERE o.device = e.device AND o.epoch = e.epoch AND o.tx_hash = e.tx_hash) AS offer_block
@@ -102,6 +112,8 @@ export function historyView(store: Store, device: string): { device: string; epo
   }[];
   return {
     device,
+    status: dev.status,
+    revokedBlock: dev.revoked_block,
     epochs: rows.map((r) => ({
       epoch: unpad(r.epoch).toString(),
       state: r.state,
