@@ -335,14 +335,17 @@ export class DeviceEngine {
     return Math.max(0, this.chan.lastOfferAt + this.spacingMs(cfg, this.chan.backoffExp) - now);
   }
 
-  /** Signatures made today. A clock that runs backwards never frees budget (only a later day does). */
+  /**
+   * Signatures made today. A clock that runs backwards never frees budget: only a day later than
+   * every day the budget was counted on does (budgetDay = max(budgetDay, day), DECISIONS.md).
+   */
   private budgetUsed(now: number): number {
     const day = Math.floor(now / DAY_MS);
     return day > this.chan.budgetDay ? 0 : this.chan.budgetCount;
   }
 
   private budgetAfterSign(now: number): { budgetDay: number; budgetCount: number } {
-    return { budgetDay: Math.floor(now / DAY_MS), budgetCount: this.budgetUsed(now) + 1 };
+    return { budgetDay: Math.max(this.chan.budgetDay, Math.floor(now / DAY_MS)), budgetCount: this.budgetUsed(now) + 1 };
   }
 
   private async readChannel(cfg: DeviceConfig): Promise<ChainChannel> {
