@@ -375,8 +375,14 @@ export class DeviceEngine {
       return this.result('wait-enrolment', Math.max(this.pollMs(), 30_000));
     }
     if (c.revoked) {
-      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one.
-      this.persist({ ...c, revoked: false, rotateNow: true });
+      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one, and seal
+      // nothing until it is active: the receiver refuses readings of the pre-revocation epoch. Its K
+      // becomes the previous key (kept while its queued readings drain), no longer the active one.
+      this.persist({
+        ...c, revoked: false, rotateNow: true, active: undefined,
+        previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+      });
+      this.seqNext = undefined;
       return this.result('re-enrolled', 0);
     }
 
