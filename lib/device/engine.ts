@@ -38,7 +38,7 @@ import { decodeTransaction, signTransaction, transactionHash, type Transaction }
 import { parseConfig, type DeviceConfig } from './config.js';
 import { bumpFees, quoteFees, type Fees } from './fees.js';
 import { assertSignable } from './policy.js';
-import { Records, type ChannelRecord, type PendingRecord, type ReceiverKeyRecord } from './records.js';
+import { MAX_SUPERSEDED, Records, type ChannelRecord, type PendingRecord, type ReceiverKeyRecord } from './records.js';
 
 export type DeviceState = 'unprovisioned' | 'provisioned' | 'exchanging' | 'active' | 'revoked';
 
@@ -93,6 +93,8 @@ const DAY_MS = 86_400_000;
 /** When idle (active, nothing to do) look at channel() this often, to notice revocation. */
 const IDLE_CHECK_MS = 600_000;
 
+type SignMode = 'first' | 'resign' | 'renonce' | 'rekey' | 'bump';
+
 const bigMin = (a: bigint, b: bigint) => (a < b ? a : b);
 
 export class DeviceEngine {
@@ -114,6 +116,7 @@ export class DeviceEngine {
   private ttlBlocks: bigint | undefined;
   private lastBroadcastAt = -Infinity;
   private spentSince: number | undefined;
+  private lowSince: number | undefined;
   private errors = 0;
   private lastAction: string | null = null;
   private lastError: { code: string; message: string } | null = null;
@@ -332,14 +335,17 @@ export class DeviceEngine {
     return Math.max(0, this.chan.lastOfferAt + this.spacingMs(cfg, this.chan.backoffExp) - now);
   }
 
-  /** Signatures made today. A clock that runs backwards never frees budget (only a later day does). */
+  /**
+   * Signatures made today. A clock that runs backwards never frees budget: only a day later than
+   * every day the budget was counted on does (budgetDay = max(budgetDay, day), DECISIONS.md).
+   */
   private budgetUsed(now: number): number {
     const day = Math.floor(now / DAY_MS);
     return day > this.chan.budgetDay ? 0 : this.chan.budgetCount;
   }
 
   private budgetAfterSign(now: number): { budgetDay: number; budgetCount: number } {
-    return { budgetDay: Math.floor(now / DAY_MS), budgetCount: this.budgetUsed(now) + 1 };
+    return { budgetDay: Math.max(this.chan.budgetDay, Math.floor(now / DAY_MS)), budgetCount: this.budgetUsed(now) + 1 };
   }
 
   private async readChannel(cfg: DeviceConfig): Promise<ChainChannel> {
@@ -369,8 +375,14 @@ export class DeviceEngine {
       return this.result('wait-enrolment', Math.max(this.pollMs(), 30_000));
     }
     if (c.revoked) {
-      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one.
-      this.persist({ ...c, revoked: false, rotateNow: true });
+      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one, and seal
+      // nothing until it is active: the receiver refuses readings of the pre-revocation epoch. Its K
+      // becomes the previous key (kept while its queued readings drain), no longer the active one.
+      this.persist({
+        ...c, revoked: false, rotateNow: true, active: undefined,
+        previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+      });
+      this.seqNext = undefined;
       return this.result('re-enrolled', 0);
     }
 
@@ -417,15 +429,21 @@ export class DeviceEngine {
   }
 
   private async advancePending(cfg: DeviceConfig, p: PendingRecord, ch: ChainChannel, now: number): Promise<StepResult> {
-    if (p.raw.length === 0) return this.sign(cfg, p, now, 'first');
+    if (p.raw.length === 0) {
+      // The epoch's first signature. A chain count below the nonce assigned to it means a nonce we
+      // signed earlier never landed (withheld, or dropped): take that one, so no gap strands the offer.
+      const count = await this.rpc(cfg).getTransactionCount(this.address, 'latest');
+      return this.sign(cfg, p, now, 'first', count < p.nonce ? count : p.nonce);
+    }
 
     if (ch.epoch >= p.epoch) {
       // A higher epoch can only be a lie (§5.3 step 2): it changes nothing, but an
       // acceptance signed by the receiver is verified on its own merits either way.
-      if (await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n)) {
+      const K = await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n);
+      if (K) {
         const c = this.chan;
         this.persist({
-          ...c, pending: undefined, active: { epoch: p.epoch, K: p.K, activatedAt: now },
+          ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now },
           previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
           backoffExp: 0, rotateNow: false,
         });
@@ -446,22 +464,52 @@ export class DeviceEngine {
 
     // Not landed (per the relay). First of all, (re)broadcast once per boot.
     if (this.lastBroadcastAt === -Infinity) return this.broadcast(cfg, p, now);
-    // Was the nonce spent by something that did not land the offer (a reverted offer, e.g. the
-    // receiver rotated its key)? Then the same epoch and K get the next own nonce.
-    const spent = (await this.rpc(cfg).getTransactionCount(this.address, 'latest')) > p.nonce;
+    // §5.3: the relay's transaction count is a hint, read both ways, each only after it held for
+    // SPENT_GRACE_POLLS polls (a lagging node, or a short lie, costs nothing).
+    const count = await this.rpc(cfg).getTransactionCount(this.address, 'latest');
+    if (count < p.nonce) {
+      // The chain is below the pending nonce: an earlier nonce of ours never landed (a relay
+      // lied that it was spent, or dropped it). Re-sign the pending offer there, so no nonce
+      // of ours is left as a gap that strands everything after it.
+      this.spentSince = undefined;
+      this.lowSince ??= now;
+      if (now - this.lowSince >= SPENT_GRACE_POLLS * this.pollMs()) return this.sign(cfg, p, now, 'renonce', count);
+    } else {
+      this.lowSince = undefined;
+    }
+    // Was the pending nonce spent by something that did not land the offer (a reverted offer, e.g.
+    // the receiver rotated its key)? We signed a transaction at it, so it may be given up: the
+    // epoch gets the next own nonce (a fresh K if the receiver key version changed, §5.3).
+    const spent = count > p.nonce;
     if (spent && ch.epoch < p.epoch) {
       this.spentSince ??= now;
       if (now - this.spentSince >= SPENT_GRACE_POLLS * this.pollMs()) {
         const left = this.spacingLeft(cfg, now);
         if (left > 0) return this.result('wait-spacing', left);
-        return this.sign(cfg, p, now, 'resign');
+        // Nonces in [count, nextNonce) carry only our own transactions that did not land: reuse the lowest.
+        const next = this.chan.nextNonce;
+        return this.sign(cfg, p, now, 'resign', count < next ? count : next);
       }
       return this.result('wait-landing', this.pollMs());
     }
     this.spentSince = undefined;
 
+    // §5.3: a receiver key version change while the offer is unmined (it would revert with
+    // UnknownKeyVersion): a fresh K wrapped to the new key, signed at the same nonce so that at
+    // most one of the two offers is mined.
+    let rk: ReceiverKeyRecord | 'persisted' | undefined;
+    try {
+      rk = await this.verifiedReceiverKey(cfg);
+    } catch (e) {
+      // A record that does not verify changes nothing here: the pending offer is still sent.
+      if (!(e instanceof IotkxError) || e.code === 'transport-error' || e.code === 'http-error') throw e;
+      this.lastError = { code: e.code, message: e.message };
+    }
+    if (rk === 'persisted') return this.result('receiver-key', 0);
+    if (rk && rk.version !== p.keyVersion && !spent) return this.sign(cfg, p, now, 'rekey', p.nonce);
+
     if (!spent && p.sentAt > 0 && now - p.sentAt >= Math.max(BUMP_AFTER_BLOCKS * cfg.blockTime * 1000, 60_000)) {
-      const r = await this.sign(cfg, p, now, 'bump');
+      const r = await this.sign(cfg, p, now, 'bump', p.nonce);
       if (r) return r;
     }
     if (now - this.lastBroadcastAt >= this.pollMs() * 4 || this.lastBroadcastAt > now) return this.broadcast(cfg, p, now);
@@ -521,38 +569,56 @@ export class DeviceEngine {
   }
 
   /**
-   * Sign the pending offer. 'first': the epoch's first transaction (nonce assigned at
-   * creation); 'resign': same epoch and K with the next own nonce; 'bump': same nonce
-   * and calldata, higher fees. Returns undefined when a bump is not possible.
+   * Sign the pending offer at `nonce`. 'first': the epoch's first transaction (nonce assigned at
+   * creation); 'resign': the next own nonce (the pending one was spent without landing the offer);
+   * 'renonce': a lower nonce that the chain shows unused; 'rekey': the same nonce, because the
+   * receiver key version changed; 'bump': same nonce and calldata, higher fees (undefined when a
+   * bump is not possible).
+   *
+   * §5.3: a K is wrapped exactly once, to one receiver key. While the verified key version is the
+   * one the pending offer was wrapped for, every re-signature carries the same calldata (the same
+   * wrappedKey bytes); when it differs, a fresh K is drawn for the epoch and the old one is kept
+   * (superseded) only to recognise its acceptance should that earlier offer be the one that landed.
    */
-  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first'): Promise<StepResult>;
-  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'resign'): Promise<StepResult>;
-  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'bump'): Promise<StepResult | undefined>;
-  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first' | 'resign' | 'bump'): Promise<StepResult | undefined> {
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first' | 'resign' | 'renonce' | 'rekey', nonce: bigint): Promise<StepResult>;
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'bump', nonce: bigint): Promise<StepResult | undefined>;
+  private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: SignMode, nonce: bigint): Promise<StepResult | undefined> {
     if (this.budgetUsed(now) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(now);
     let data: Uint8Array;
     let keyVersion = p.keyVersion;
+    let K = p.K;
+    let superseded = p.superseded;
     let fees: Fees;
     const quote = await quoteFees(this.rpc(cfg), cfg);
+    const old = p.raw.length > 0 ? decodeTransaction(p.raw).tx : undefined;
+    const oldFees = (t: Transaction): Fees => (t.type === 'legacy' ? { type: 'legacy', gasPrice: t.gasPrice } : t);
     if (mode === 'bump') {
-      const old = decodeTransaction(p.raw).tx;
-      data = old.data;
-      const bumped = bumpFees(old.type === 'legacy' ? { type: 'legacy', gasPrice: old.gasPrice } : old, quote, cfg);
+      data = old!.data;
+      const bumped = bumpFees(oldFees(old!), quote, cfg);
       if (!bumped) return undefined;
       fees = bumped;
     } else {
       const rk = await this.verifiedReceiverKey(cfg);
       if (rk === 'persisted') return this.result('receiver-key', 0);
-      keyVersion = rk.version;
-      const proof = proofOf(p.K, this.channel(), p.epoch);
-      data = encodeOfferKey({
-        receiver: cfg.receiver, epoch: p.epoch, keyVersion: BigInt(rk.version),
-        wrappedKey: wrapKey(rk.encKey, p.K, this.random), commitment: commitmentOf(proof),
-      });
-      fees = quote;
+      if (old && p.keyVersion === rk.version) {
+        data = old.data; // the same wrappedKey bytes: K is not wrapped a second time
+      } else {
+        if (old) {
+          // K's wrap to version p.keyVersion has left the device: that K is never wrapped again.
+          superseded = [...(p.superseded ?? []), { K: p.K, keyVersion: p.keyVersion }].slice(-MAX_SUPERSEDED);
+          K = this.random.bytes(32);
+          check(K.length === 32, 'bad-random', 'random source returned a short K');
+        }
+        keyVersion = rk.version;
+        data = encodeOfferKey({
+          receiver: cfg.receiver, epoch: p.epoch, keyVersion: BigInt(rk.version),
+          wrappedKey: wrapKey(rk.encKey, K, this.random), commitment: commitmentOf(proofOf(K, this.channel(), p.epoch)),
+        });
+      }
+      // A replacement at the nonce of the earlier transaction must outbid it to displace it in a mempool.
+      fees = (old && nonce === p.nonce ? bumpFees(oldFees(old), quote, cfg) : undefined) ?? quote;
     }
     const c = this.chan;
-    const nonce = mode === 'resign' ? c.nextNonce : p.nonce;
     const base = { chainId: cfg.chainId, nonce, gas: cfg.offerGas, to: cfg.contract, value: 0n, data };
     const tx: Transaction = fees.type === 'legacy'
       ? { type: 'legacy', gasPrice: fees.gasPrice, ...base }
@@ -561,46 +627,51 @@ export class DeviceEngine {
     const raw = signTransaction(tx, this.sk);
     const next: ChannelRecord = {
       ...c, ...this.budgetAfterSign(now),
-      pending: { ...p, nonce, keyVersion, raw, txHash: transactionHash(raw), sentAt: now },
+      pending: { ...p, K, nonce, keyVersion, raw, txHash: transactionHash(raw), sentAt: now, superseded },
     };
-    if (mode === 'resign') {
-      next.nextNonce = c.nextNonce + 1n;
+    if (nonce >= c.nextNonce) {
+      // A transaction with a new nonce: spacing T runs from here, and the epoch counts as unconfirmed.
+      next.nextNonce = nonce + 1n;
       next.lastOfferAt = now;
       next.backoffExp = Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP);
     }
     this.persist(next);
     this.lastBroadcastAt = -Infinity; // broadcast on the next step
     this.spentSince = undefined;
-    return this.result(mode === 'first' ? 'signed' : mode === 'resign' ? 'resigned' : 'bumped', 0);
+    this.lowSince = undefined;
+    const action = { first: 'signed', resign: 'resigned', renonce: 'renonced', rekey: 'rekeyed', bump: 'bumped' } as const;
+    return this.result(action[mode], 0);
   }
 
   /**
-   * §5.5: a KeyAccepted log for the pending epoch whose proof is ours and whose
-   * EIP-712 KeyAcceptance signature recovers to the pinned receiver.
+   * §5.5: a KeyAccepted log for the pending epoch whose proof is ours and whose EIP-712
+   * KeyAcceptance signature recovers to the pinned receiver. Returns the accepted K: the pending
+   * one, or a superseded one of the same epoch if that earlier offer is the one that landed.
    */
-  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<boolean> {
+  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<Uint8Array | undefined> {
     const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
     const logs = await this.rpc(cfg).getLogs({
       address: cfg.contract,
       topics: [eventTopic('KeyAccepted'), word(this.address), word(cfg.receiver), bigIntToBytes(p.epoch, 32)],
       fromBlock: fromBlock > 0n ? fromBlock : 'earliest',
     });
-    if (logs.length === 0) return false;
-    const proof = proofOf(p.K, this.channel(), p.epoch);
-    const digest = keyAcceptanceDigest(this.domain(cfg), { device: this.address, receiver: cfg.receiver, epoch: p.epoch, proof });
+    if (logs.length === 0) return undefined;
+    const candidates = [p.K, ...(p.superseded ?? []).map((s) => s.K)].map((K) => ({ K, proof: proofOf(K, this.channel(), p.epoch) }));
     for (const log of logs) {
       try {
         if (!equalBytes(log.address, cfg.contract)) continue;
         const d = decodeLog(log);
         if (d.event !== 'KeyAccepted' || d.epoch !== p.epoch) continue;
         if (!equalBytes(d.device as Uint8Array, this.address) || !equalBytes(d.receiver as Uint8Array, cfg.receiver)) continue;
-        if (!equalBytes(d.proof as Uint8Array, proof)) continue; // cheap check before a signature recovery
-        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return true;
+        const hit = candidates.find((x) => equalBytes(d.proof as Uint8Array, x.proof)); // cheap check before a signature recovery
+        if (!hit) continue;
+        const digest = keyAcceptanceDigest(this.domain(cfg), { device: this.address, receiver: cfg.receiver, epoch: p.epoch, proof: hit.proof });
+        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return hit.K;
       } catch {
         // a malformed log is a relay lie: skip it
       }
     }
     this.lastError = { code: 'bad-acceptance', message: `no KeyAccepted log for epoch ${p.epoch} verifies` };
-    return false;
+    return undefined;
   }
 }

@@ -10,6 +10,7 @@
  *   cfg   DeviceConfig, normalized UTF-8 JSON         ~450 B (≤ 4000)
  *   rkey  highest verified receiver key record        70 B
  *   chan  exchange state (see ChannelRecord)          ~40 B idle, ~660 B with a signed pending offer
+ *                                                     (+ 36 B per superseded K, at most 4)
  *   seq   seq high-water mark of one epoch            17 B
  * `seq` is its own key, tagged with its epoch, because it is written every few
  * readings: rewriting `chan` (with its raw tx) that often would wear NVS for nothing.
@@ -51,7 +52,22 @@ export interface PendingRecord {
   txHash: Uint8Array;
   /** Clock ms when this raw tx was signed (0 before signing): drives fee bumps. */
   sentAt: number;
+  /**
+   * Earlier Ks of this epoch, each wrapped (and broadcast) for an older receiver key version
+   * (§5.3: a K is wrapped exactly once, to one receiver key; a version change draws a fresh K).
+   * Kept only to recognise the acceptance should one of those earlier offers be the one that
+   * landed; never sealed under otherwise. Oldest first, at most MAX_SUPERSEDED.
+   */
+  superseded?: SupersededKey[];
 }
+
+export interface SupersededKey {
+  K: Uint8Array;
+  keyVersion: number;
+}
+
+/** Superseded Ks kept per pending epoch (one per receiver key version change while it was pending). */
+export const MAX_SUPERSEDED = 4;
 
 export interface ActiveRecord {
   epoch: bigint;
@@ -142,10 +158,13 @@ export function decodeReceiverKey(b: Uint8Array): ReceiverKeyRecord {
   return out;
 }
 
-const F_REVOKED = 1, F_ROTATE = 2, F_PENDING = 4, F_ACTIVE = 8, F_PREVIOUS = 16;
+const F_REVOKED = 1, F_ROTATE = 2, F_PENDING = 4, F_ACTIVE = 8, F_PREVIOUS = 16, F_SUPERSEDED = 32;
 
 export function encodeChannel(c: ChannelRecord): Uint8Array {
-  const flags = (c.revoked ? F_REVOKED : 0) | (c.rotateNow ? F_ROTATE : 0) | (c.pending ? F_PENDING : 0) | (c.active ? F_ACTIVE : 0) | (c.previous ? F_PREVIOUS : 0);
+  const sup = c.pending?.superseded ?? [];
+  check(sup.length <= MAX_SUPERSEDED, 'bad-record', `chan: more than ${MAX_SUPERSEDED} superseded keys`);
+  const flags = (c.revoked ? F_REVOKED : 0) | (c.rotateNow ? F_ROTATE : 0) | (c.pending ? F_PENDING : 0) | (c.active ? F_ACTIVE : 0) | (c.previous ? F_PREVIOUS : 0)
+    | (sup.length > 0 ? F_SUPERSEDED : 0);
   const w = new Writer().u8(FORMAT).u8(flags).u64(c.lastOffered).u64(c.nextNonce).u8(c.backoffExp).ms(c.lastOfferAt).u32(c.budgetDay).u32(c.budgetCount);
   if (c.pending) {
     const p = c.pending;
@@ -153,6 +172,10 @@ export function encodeChannel(c: ChannelRecord): Uint8Array {
   }
   if (c.active) w.u64(c.active.epoch).fixed(c.active.K, 32).ms(c.active.activatedAt);
   if (c.previous) w.u64(c.previous.epoch).fixed(c.previous.K, 32);
+  if (sup.length > 0) {
+    w.u8(sup.length);
+    for (const k of sup) w.fixed(k.K, 32).u32(k.keyVersion);
+  }
   const out = w.bytes();
   check(out.length <= MAX_VALUE_BYTES, 'bad-record', `chan: ${out.length} bytes exceeds the NVS value limit`);
   return out;
@@ -171,6 +194,13 @@ export function decodeChannel(b: Uint8Array): ChannelRecord {
   }
   if (flags & F_ACTIVE) c.active = { epoch: r.u64(), K: r.fixed(32), activatedAt: r.ms() };
   if (flags & F_PREVIOUS) c.previous = { epoch: r.u64(), K: r.fixed(32) };
+  if (flags & F_SUPERSEDED) {
+    const n = r.u8();
+    if (!c.pending || n === 0 || n > MAX_SUPERSEDED) throw new IotkxError('bad-record', 'chan: bad superseded keys');
+    const sup: SupersededKey[] = [];
+    for (let i = 0; i < n; i++) sup.push({ K: r.fixed(32), keyVersion: r.u32() });
+    c.pending.superseded = sup;
+  }
   r.end();
   return c;
 }

@@ -259,3 +259,42 @@ test('a response over 8 KiB is dropped unparsed (many forged logs)', async () =>
   await r.dev.step();
   expect(r.dev.status().lastError?.code).toBe('response-too-large');
 });
+
+test('moving the device clock back and forth never frees the daily signing budget (budgetDay only moves forward)', async () => {
+  const DAY = 86_400_000;
+  const r = await rig({ maxTxPerDay: 3, backoffMaxSec: 60 });
+  r.chain.receiver.policy = 'ignore';
+  r.chain.tamper = (m, p, res) => {
+    if (m === 'eth_call' && String(p[0].data).startsWith('0x2b10eefa')) {
+      const b = Buffer.from(res.slice(2), 'hex');
+      if (b.readBigUInt64BE(56) > 0n) b[95] = 3; // "rejected": the device offers again as soon as it may
+      return `0x${b.toString('hex')}`;
+    }
+    return undefined;
+  };
+  // True time runs on; the device clock is right for 100 s, then a day and an hour behind for 100 s, and so on
+  // (about one signature per stretch: spacing T is 60 s).
+  const SPELL = 100_000;
+  const start = r.clock.now();
+  let t = start;
+  const offset = (at: number) => (Math.floor((at - start) / SPELL) % 2 === 0 ? 0 : -(DAY + 3_600_000));
+  const signedAt: number[] = [];
+  let seen = 0;
+  while (t - start < 2 * DAY) {
+    const s = await r.dev.step();
+    const n = new Set(r.chain.broadcasts).size;
+    for (; seen < n; seen++) signedAt.push(t);
+    if (signedAt.length > 9) break; // already over budget: fail without signing on for two days
+    const wait = Math.max(1000, Math.min(s.waitMs, SPELL - ((t - start) % SPELL)));
+    t += wait;
+    r.chain.advanceBlocks(BigInt(Math.floor(wait / 2000)));
+    r.clock.t = t + offset(t);
+  }
+  const perDay = new Map<number, number>();
+  for (const at of signedAt) perDay.set(Math.floor(at / DAY), (perDay.get(Math.floor(at / DAY)) ?? 0) + 1);
+  // At most maxTxPerDay signatures per true day, and the device still signs on every day.
+  expect([...perDay.values()].every((n) => n <= 3)).toBe(true);
+  expect(perDay.size).toBe(3); // 08:00 on day D to 08:00 on day D + 2
+  expect(signedAt.length).toBeLessThanOrEqual(9);
+  invariants(r);
+});

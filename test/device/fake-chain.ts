@@ -75,6 +75,12 @@ export class FakeChain {
   tamper: ((method: string, params: Json[], result: Json) => Json) | undefined;
   /** Called on every JSON-RPC request (e.g. to timestamp broadcasts). */
   onCall: ((method: string) => void) | undefined;
+  /** Answer a request without the chain seeing it (a relay that withholds or invents); undefined = pass on. */
+  intercept: ((method: string, params: Json[]) => Json) | undefined;
+  /** The receiver key record the relay serves (a genuine older one, say); the chain itself keeps `receiverKeys`. */
+  servedKeyRecord: { encKey: Hex; version: number; sig: Hex } | undefined;
+  /** Every key record the receiver published, by version, with its encryption secret key. */
+  readonly keyHistory = new Map<number, { encKey: Hex; version: number; sig: Hex; encSk: Uint8Array }>();
   /** Make the transport itself fail (relay down). */
   down = false;
   receiver = new TestReceiver();
@@ -86,6 +92,7 @@ export class FakeChain {
     const encKey = toHex(r.encPub);
     const sig = await signReceiverKey(r.account, this.chainId, CONTRACT, r.version, encKey);
     this.receiverKeys.set(r.address, { encKey, version: r.version, sig });
+    if (r === this.receiver) this.keyHistory.set(r.version, { encKey, version: r.version, sig, encSk: r.encSk });
     this.block += 1n;
   }
 
@@ -119,7 +126,9 @@ export class FakeChain {
         try {
           this.calls.push(req.method);
           this.onCall?.(req.method);
-          let result = await this.handle(req.method, req.params);
+          if (req.method === 'eth_sendRawTransaction') this.broadcasts.push(req.params[0]);
+          const lie = this.intercept?.(req.method, req.params);
+          let result = lie !== undefined ? lie : await this.handle(req.method, req.params);
           if (this.tamper) {
             const t = this.tamper(req.method, req.params, result);
             if (t !== undefined) result = t;
@@ -162,7 +171,7 @@ export class FakeChain {
     switch (functionName) {
       case 'offerTtlBlocks': return encodeFunctionResult({ abi: keyExchangeAbi, functionName, result: this.ttlBlocks });
       case 'receiverKey': {
-        const rk = this.receiverKeys.get(String(args![0]).toLowerCase());
+        const rk = this.servedKeyRecord ?? this.receiverKeys.get(String(args![0]).toLowerCase());
         return encodeFunctionResult({ abi: keyExchangeAbi, functionName, result: rk ? [rk.encKey, rk.version, rk.sig] : ['0x', 0, '0x'] });
       }
       case 'channel': {
@@ -173,8 +182,10 @@ export class FakeChain {
     }
   }
 
+  /** The relay hands a raw transaction to the chain (as eth_sendRawTransaction does). */
+  submit(raw: Hex): Promise<Hex> { return this.send(raw); }
+
   private async send(raw: Hex): Promise<Hex> {
-    this.broadcasts.push(raw);
     const tx = parseTransaction(raw);
     const from = (await recoverTransactionAddress({ serializedTransaction: raw as any })).toLowerCase() as Address;
     if (tx.chainId !== this.chainId) throw new RpcFail(-32000, 'invalid chain id');
@@ -290,6 +301,34 @@ export class FakeChain {
       return { epoch: args![1] as bigint, nonce: s.nonce, hash: s.hash, data: s.data };
     });
   }
+
+  /**
+   * Every offer the device ever broadcast (whether the relay passed it on or not), its wrapped K
+   * opened with the receiver's secret key of the version it names (as a holder of that key could).
+   */
+  wraps(): { epoch: bigint; nonce: bigint; keyVersion: number; wrappedKey: Hex; K: Hex; raw: Hex }[] {
+    const out = [];
+    for (const raw of new Set(this.broadcasts)) {
+      const tx = parseTransaction(raw);
+      const { functionName, args } = decodeFunctionData({ abi: keyExchangeAbi, data: tx.data! });
+      if (functionName !== 'offerKey') continue;
+      const [, epoch, keyVersion, wrappedKey] = args as [Address, bigint, number, Hex, Hex];
+      const key = this.keyHistory.get(keyVersion);
+      if (!key) throw new Error(`offer wrapped for key version ${keyVersion}, which the receiver never published`);
+      const K = toHex(decrypt(key.encSk, Buffer.from(wrappedKey.slice(2), 'hex')));
+      out.push({ epoch, nonce: BigInt(tx.nonce!), keyVersion, wrappedKey, K, raw });
+    }
+    return out;
+  }
+
+  /** The wrappedKey of the KeyOffered log that landed for (device, epoch), if any. */
+  landedWrap(device: string, epoch: bigint): Hex | undefined {
+    const l = this.logs.find((x) => x.topics[0] === topic('KeyOffered') && BigInt(x.topics[3]) === epoch && `0x${x.topics[1].slice(26)}` === device.toLowerCase());
+    return l ? (decodeAbi([{ type: 'uint32' }, { type: 'bytes' }, { type: 'bytes32' }], l.data)[1] as Hex) : undefined;
+  }
+
+  /** The device's transactions still waiting in the mempool. */
+  stuck(device: string): SentTx[] { return [...this.mempool.values()].filter((t) => t.from === device.toLowerCase()); }
 }
 
 const REVERT: Json[] = [];

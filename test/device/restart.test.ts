@@ -2,7 +2,7 @@ import '../helpers/node-random.js';
 import { toHex } from '../../lib/bytes.js';
 import { decodeChannel } from '../../lib/device/records.js';
 import { GWEI, PowerCut } from './fake-chain.js';
-import { assertNoNonceReuse, assertOneKeyPerEpoch, assertWithinCaps, rig, type Rig } from './harness.js';
+import { assertNoLeakedSealKey, assertNoNonceReuse, assertOneKeyPerEpoch, assertWithinCaps, rig, sealedKeys, type Rig } from './harness.js';
 
 const CAPS = { maxFeePerGas: 50n * GWEI, maxPriorityFeePerGas: 2n * GWEI, offerGas: 300_000n };
 
@@ -117,20 +117,29 @@ test('a stuck offer gets fee bumps on the same nonce and calldata, never above t
   invariants(r);
 });
 
-test('an offer that reverts (receiver rotated its key meanwhile) is re-signed for the same epoch and K with the next nonce', async () => {
+test('an offer that reverts (receiver rotated its key meanwhile) is re-signed for the same epoch with a fresh K at the next nonce', async () => {
+  // §5.3 (amended): a K is wrapped exactly once, to one receiver key. The first offer's wrap to
+  // version 1 is public, so whoever holds version 1's e would read the epoch if the same K were
+  // wrapped again to version 2 and accepted.
   const r = await rig();
+  const t = sealedKeys(r);
   r.chain.autoMine = false;
   await r.dev.run(() => r.chain.sent.length === 1, { sleep: r.sleep });
+  const K1 = toHex(decodeChannel(r.storage.get('chan')!).pending!.K);
   r.chain.receiver.rotateEncKey();
   await r.chain.publishReceiverKey(); // version 2: the pending offer (version 1) reverts UnknownKeyVersion
   await r.chain.mine();
   expect(r.chain.receipts.get(r.chain.sent[0].hash).status).toBe('0x0');
   r.chain.autoMine = true;
-  await r.dev.run('active', { sleep: r.sleep });
+  await r.dev.run('active', { sleep: (ms) => { t.note(); r.sleep(ms); } });
+  t.note();
   expect(r.chain.sent.map((s) => s.nonce)).toEqual([0n, 1n]);
   expect(r.chain.offers().map((o) => o.epoch)).toEqual([1n, 1n]);
+  expect(r.chain.wraps().map((w) => w.keyVersion)).toEqual([1, 2]);
   expect(r.dev.status().keyVersion).toBe(2);
   expectActiveWithReceiversK(r, 1n);
+  expect(toHex(r.dev.activeKey()!.K)).not.toBe(K1);
+  assertNoLeakedSealKey(r.chain, r.device, t.sealed);
   invariants(r);
 });
 

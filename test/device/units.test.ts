@@ -117,6 +117,17 @@ describe('records', () => {
     expect(() => decodeChannel(new Uint8Array([...b, 0]))).toThrow(expect.objectContaining({ code: 'bad-record' }));
     expect(() => decodeChannel(new Uint8Array([2, ...b.subarray(1)]))).toThrow(expect.objectContaining({ code: 'bad-record' }));
   });
+  test('superseded Ks of the pending epoch (one per receiver key version change) round-trip, at most 4', () => {
+    const pending = { epoch: 7n, K: new Uint8Array(32).fill(1), nonce: 8n, keyVersion: 3, raw: new Uint8Array(520).fill(2), txHash: new Uint8Array(32).fill(3), sentAt: 5 };
+    const sup = [{ K: new Uint8Array(32).fill(7), keyVersion: 1 }, { K: new Uint8Array(32).fill(8), keyVersion: 2 }];
+    const c = { ...emptyChannel(), lastOffered: 7n, nextNonce: 9n, pending: { ...pending, superseded: sup } };
+    const b = encodeChannel(c);
+    expect(decodeChannel(b)).toEqual(c);
+    expect(b.length).toBe(encodeChannel({ ...c, pending }).length + 1 + 2 * 36);
+    const five = Array.from({ length: 5 }, (_, i) => ({ K: new Uint8Array(32).fill(i), keyVersion: i + 1 }));
+    expect(() => encodeChannel({ ...c, pending: { ...pending, superseded: five } })).toThrow(expect.objectContaining({ code: 'bad-record' }));
+    expect(() => decodeChannel(new Uint8Array([...b.subarray(0, b.length - 73), 0]))).toThrow(expect.objectContaining({ code: 'bad-record' }));
+  });
   test('receiver key and seq records', () => {
     const rk = { version: 3, encKey: new Uint8Array(65).fill(4) };
     expect(encodeReceiverKey(rk).length).toBe(70);
