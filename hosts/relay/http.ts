@@ -98,6 +98,12 @@ export function closeAfterReply(req: IncomingMessage, res: ServerResponse, grace
   else res.once('finish', end);
 }
 
+/** Answer a request whose body is over its limit with `reply`, then close the connection. */
+export function refuseBody(req: IncomingMessage, res: ServerResponse, _maxDiscardBytes: number, reply: () => void): void {
+  reply();
+  closeAfterReply(req, res);
+}
+
 /** The media type of a Content-Type header, lower case, without parameters. */
 export function mediaType(req: IncomingMessage): string | undefined {
   const ct = req.headers['content-type'];
