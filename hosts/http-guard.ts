@@ -57,6 +57,10 @@ export function guardServer(server: Server, l: ServerGuardLimits, hooks: GuardHo
   server.maxConnections = l.maxConnections;
   const perClient = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
+    // Node's headersTimeout starts with the first byte of a request: a client that connects and never sends
+    // one would hold its socket for ever. Until the first request's headers are in, silence for as long as
+    // headersTimeout is answered 408 and closed ('timeout' below); see 'request' below.
+    socket.setTimeout(l.headersTimeoutMs);
     const key = socket.remoteAddress;
     if (key === undefined) return void socket.destroy(); // already gone
     const n = (perClient.get(key) ?? 0) + 1;
@@ -71,6 +75,21 @@ export function guardServer(server: Server, l: ServerGuardLimits, hooks: GuardHo
       if (left <= 0) perClient.delete(key);
       else perClient.set(key, left);
     });
+  });
+  // Headers complete: from here Node's requestTimeout (and keepAliveTimeout between requests) governs the
+  // socket, and a handler waiting for the chain must not be cut for the socket's silence.
+  const served = new WeakSet<Duplex>();
+  server.on('request', (req: IncomingMessage) => {
+    served.add(req.socket);
+    req.socket.setTimeout(0);
+  });
+  // A socket timeout with no request listening for it: silence before a first request is a 408 (as Node's
+  // headersTimeout answers partial headers); an idle keep-alive connection is just closed, as Node would.
+  server.on('timeout', (socket: Duplex) => {
+    if (!served.has(socket) && socket.writable) {
+      rawError(socket, 408, 'timeout', 'request too slow');
+      hooks.onClientError?.(408);
+    } else socket.destroy();
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed HTTP or a timeout: answer plainly if the socket still can, then drop it.

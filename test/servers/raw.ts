@@ -34,9 +34,10 @@ export function parseResponse(text: string): Omit<RawAnswer, 'closed'> | undefin
 
 /**
  * Write `data` on a fresh connection (all at once, or in `chunks` with `gapMs` between them) and resolve
- * with the first response, or with what was seen when the server closed or `waitMs` ran out.
+ * with the first response (`untilClose`: once the server has closed the connection too), or with what was
+ * seen when the server closed or `waitMs` ran out.
  */
-export function rawRequest(port: number, data: string | Buffer | Array<string | Buffer>, opts: { host?: string; localAddress?: string; gapMs?: number; waitMs?: number } = {}): Promise<RawAnswer> {
+export function rawRequest(port: number, data: string | Buffer | Array<string | Buffer>, opts: { host?: string; localAddress?: string; gapMs?: number; waitMs?: number; untilClose?: boolean } = {}): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress });
     let text = '';
@@ -53,7 +54,7 @@ export function rawRequest(port: number, data: string | Buffer | Array<string | 
     const timer = setTimeout(() => finish(false), opts.waitMs ?? 5000);
     sock.on('data', (d) => {
       text += d.toString('latin1');
-      if (parseResponse(text)) finish(false);
+      if (!opts.untilClose && parseResponse(text)) finish(false);
     });
     sock.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; });
     sock.on('close', () => finish(true));
@@ -69,14 +70,17 @@ export function rawRequest(port: number, data: string | Buffer | Array<string | 
 }
 
 /** A socket held open (connected, optionally having sent `data`), for connection-cap tests. */
-export function holdOpen(port: number, opts: { localAddress?: string; data?: string } = {}): Promise<{ sock: net.Socket; closed: Promise<void> }> {
+export function holdOpen(port: number, opts: { host?: string; localAddress?: string; data?: string } = {}): Promise<{ sock: net.Socket; closed: Promise<void>; received(): string }> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress: opts.localAddress });
+    const sock = net.connect({ port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress });
     const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    let text = '';
+    // Read whatever comes (else the server's FIN is never seen and 'close' never fires).
+    sock.on('data', (d) => (text += d.toString('latin1')));
     sock.on('error', () => undefined);
     sock.once('connect', () => {
       if (opts.data) sock.write(opts.data);
-      resolve({ sock, closed });
+      resolve({ sock, closed, received: () => text });
     });
     sock.once('error', reject);
   });
