@@ -35,9 +35,11 @@ export function parseResponse(text: string): Omit<RawAnswer, 'closed'> | undefin
 /**
  * Write `data` on a fresh connection (all at once, or in `chunks` with `gapMs` between them) and resolve
  * with the first response (`untilClose`: once the server has closed the connection too), or with what was
- * seen when the server closed or `waitMs` ran out.
+ * seen when the server closed or `waitMs` ran out. `readAfterWrite`: read nothing until every byte is
+ * written, and then not for `readDelayMs` more (a client busy sending over a slow link, as a device's
+ * single-threaded HTTP stack is).
  */
-export function rawRequest(port: number, data: string | Buffer | Array<string | Buffer>, opts: { host?: string; localAddress?: string; gapMs?: number; waitMs?: number; untilClose?: boolean } = {}): Promise<RawAnswer> {
+export function rawRequest(port: number, data: string | Buffer | Array<string | Buffer>, opts: { host?: string; localAddress?: string; gapMs?: number; waitMs?: number; untilClose?: boolean; readAfterWrite?: boolean; readDelayMs?: number } = {}): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress });
     let text = '';
@@ -59,12 +61,15 @@ export function rawRequest(port: number, data: string | Buffer | Array<string | 
     sock.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; });
     sock.on('close', () => finish(true));
     const parts = Array.isArray(data) ? data : [data];
+    if (opts.readAfterWrite) sock.pause();
     void (async () => {
       for (const p of parts) {
         if (sock.destroyed || settled) return;
-        sock.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+        const more = sock.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+        if (!more && opts.readAfterWrite) await new Promise((r) => { sock.once('drain', r); sock.once('close', r); });
         if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
       }
+      if (opts.readAfterWrite) sock.write('', () => setTimeout(() => sock.resume(), opts.readDelayMs ?? 0));
     })();
   });
 }
