@@ -102,6 +102,13 @@ export function guardServer(server: Server, l: ServerGuardLimits, hooks: GuardHo
     } else socket.destroy();
     hooks.onClientError?.(status);
   });
+  // Node's own 417 for an Expect it cannot meet has no body: the same answer in the §9 shape.
+  server.on('checkExpectation', (_req: IncomingMessage, res: http.ServerResponse) => {
+    const body = JSON.stringify({ error: 'expectation-failed', message: 'only Expect: 100-continue is understood' });
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', connection: 'close' });
+    res.end(body);
+    hooks.onClientError?.(417);
+  });
   // Without a listener Node drops a CONNECT silently; answer it like any other method we do not serve.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => undefined);

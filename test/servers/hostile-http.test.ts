@@ -65,6 +65,7 @@ const ROWS: Row[] = [
   { name: 'a 20 KB header', raw: get('/healthz', `X-Big: ${'a'.repeat(20_000)}\r\n`), expect: { relay: 431, receiver: 431, 'receiver-token': 431 } },
   { name: '3000 small headers', raw: get('/healthz', Array.from({ length: 3000 }, (_, i) => `x${i}: y\r\n`).join('')), expect: { relay: 431, receiver: 431, 'receiver-token': 431 } },
   { name: 'a 20 KB target', raw: get(`/${'a'.repeat(20_000)}`), expect: { relay: 431, receiver: 431, 'receiver-token': 431 } },
+  { name: 'an Expect we do not meet', raw: get('/healthz', 'Expect: 200-ok\r\n'), expect: { relay: 417, receiver: 417, 'receiver-token': 417 } },
   { name: 'Authorization not Bearer', raw: get('/v1/devices', 'Authorization: Basic Og==\r\n'), expect: { 'receiver-token': 401 }, only: ['receiver-token'] },
 ];
 
