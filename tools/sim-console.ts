@@ -1,6 +1,7 @@
 /**
  * Fallback simulator console: one hosts/device-node device (lib/device on Node, file-backed NVS) serving the
- * provisioning console (PROTOCOL.md §6) on a loopback TCP port, one JSON object per line. `iotkx sim` uses
+ * provisioning console (PROTOCOL.md §6) on a loopback TCP port, one JSON object per line (any other line closes
+ * the connection: hosts/sim/console-socket.ts). `iotkx sim` uses
  * it when the XS simulator (hosts/sim) is not available. `reboot` restarts the device from its storage file
  * (the TCP port stays); `factory-reset` wipes the file and restarts, so the next identity is a new one.
  */
@@ -9,6 +10,7 @@ import { startNodeDevice, type NodeDevice } from '../hosts/device-node/device.js
 import { syntheticSensor } from '../hosts/device-node/sensor.js';
 import { toHex } from '../lib/bytes.js';
 import { IotkxError } from '../lib/errors.js';
+import { serveConsoleSocket } from '../hosts/sim/console-socket.js';
 
 export const SIM_FIRMWARE = 'iotkx-node-sim/1';
 const MAX_LINE = 4096;
@@ -79,24 +81,8 @@ export async function startSimConsole(opts: { dir: string; name: string; seed?: 
   const server: Server = createServer((sock) => {
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
-    sock.on('error', () => undefined);
-    let buf = '';
-    let chain = Promise.resolve();
-    sock.on('data', (chunk) => {
-      buf += chunk.toString('utf8');
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).replace(/\r$/, '');
-        buf = buf.slice(i + 1);
-        if (!line.trim()) continue;
-        // One reply per line, in order.
-        chain = chain.then(async () => { sock.write(`${JSON.stringify(await handle(line))}\n`); });
-      }
-      if (buf.length > MAX_LINE) {
-        buf = '';
-        chain = chain.then(() => { sock.write(`${JSON.stringify({ id: null, ok: false, error: 'line-too-long', message: `requests are at most ${MAX_LINE} characters` })}\n`); });
-      }
-    });
+    // One reply per line, in order; a line that is not a JSON object closes the connection (console-socket.ts).
+    serveConsoleSocket(sock, async (line) => [JSON.stringify(await handle(line))], { maxLine: MAX_LINE });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -9,9 +9,12 @@ import { routeLabel, type ReceiverMetrics } from './metrics.js';
 import { gapCount, seqStateFromJson } from './seqwindow.js';
 import { pad, unpad, type Store } from './store.js';
 import { EXPORT_CONTENT_TYPE, exportLines, exportQueryOf, ExportQueryError, isExportQuery } from './export.js';
+import { admitRequest, decodeComponent, guardServer, isRefusal, serverOptions, type ServerGuardLimits } from '../http-guard.js';
 
 /** Hosts that count as loopback for the no-token rule (§9: "binds to loopback by default"). */
 export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+/** The same, as URL.hostname spells them. */
+const LOOPBACK_NAMES = new Set(['127.0.0.1', '[::1]', 'localhost']);
 /** Readings per page: default and ceiling (informative choice). */
 export const DEFAULT_PAGE = 100;
 export const MAX_PAGE = 1000;
@@ -139,11 +142,26 @@ async function sendExport(res: ServerResponse, store: Store, params: URLSearchPa
   }
 }
 
+/**
+ * Slow clients and connection caps, applied before authentication (hosts/http-guard.ts). The receiver serves
+ * only small GETs to an operator, a dashboard and the CLI: short timeouts, and no single address may hold
+ * more than a quarter of the sockets.
+ */
+export const RECEIVER_HTTP_LIMITS: ServerGuardLimits = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 20_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+  maxConnectionsPerClient: 64,
+  maxHeaderBytes: 16 * 1024,
+});
+
 export interface HttpOptions {
   host: string;
   port: number;
   /** Required when `host` is not loopback (§9). */
   token?: string;
+  limits?: Partial<ServerGuardLimits>;
 }
 
 export function tokenRequired(host: string): boolean {
@@ -162,10 +180,13 @@ function authorised(req: IncomingMessage, token: string): boolean {
 export async function startHttp(opts: HttpOptions, store: Store, metrics: ReceiverMetrics, log: (m: string, e?: Record<string, unknown>) => void): Promise<{ server: Server; url: string }> {
   const needToken = tokenRequired(opts.host);
   if (needToken && !opts.token) throw new Error(`binding to ${opts.host} needs a bearer token (IOTKX_RECEIVER_TOKEN)`);
-  const server = createServer((req, res) => {
+  const limits: ServerGuardLimits = { ...RECEIVER_HTTP_LIMITS, ...opts.limits };
+  const server = createServer(serverOptions(limits), (req, res) => {
     const started = process.hrtime.bigint();
-    const url = new URL(req.url ?? '/', 'http://receiver');
-    const path = url.pathname;
+    // Parsed without throwing: `GET //` once crashed the process here (`new URL('//', base)` throws).
+    const target = admitRequest(req);
+    const url = isRefusal(target) ? new URL('http://receiver/') : target.url;
+    const path = isRefusal(target) ? '' : url.pathname;
     res.on('finish', () => {
       const route = routeLabel(path);
       metrics.httpRequests.inc({ route, status: String(res.statusCode) });
@@ -173,13 +194,17 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
     });
     void (async () => {
       try {
+        if (isRefusal(target)) throw new HttpError(target.status, target.code, target.message);
         // A browser cannot send the bearer header with a page load: the dashboard's cookie counts too (dashboard/auth.ts).
         if (needToken && !authorised(req, opts.token!) && !cookieAuthorised(req, opts.token!)) {
           if (req.method === 'GET' && tokenLogin(res, url, opts.token!)) return;
           res.setHeader('www-authenticate', 'Bearer');
           throw new HttpError(401, 'unauthorized', 'a valid bearer token is required (a browser: open /?token=<token> once)');
         }
-        if (!needToken && !loopbackHostOk(req)) throw new HttpError(403, 'bad-host', 'on loopback only requests to 127.0.0.1, localhost or [::1] are served');
+        // An absolute-form target names the host itself (it overrides Host): the same loopback rule holds for it.
+        if (!needToken && (!loopbackHostOk(req) || (target.absolute && !LOOPBACK_NAMES.has(url.hostname)))) {
+          throw new HttpError(403, 'bad-host', 'on loopback only requests to 127.0.0.1, localhost or [::1] are served');
+        }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.setHeader('allow', 'GET');
           throw new HttpError(405, 'method-not-allowed', 'only GET is served');
@@ -195,23 +220,29 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
         if (path === '/v1/readings') return await sendExport(res, store, url.searchParams, undefined);
         const m = /^\/v1\/devices\/([^/]+)\/readings$/.exec(path);
         if (m) {
-          const addr = decodeURIComponent(m[1]);
-          if (!/^0x[0-9a-fA-F]{40}$/.test(addr)) throw new HttpError(400, 'bad-address', 'device must be 0x and 40 hex digits');
+          const addr = decodeComponent(m[1]);
+          if (addr === undefined || !/^0x[0-9a-fA-F]{40}$/.test(addr)) throw new HttpError(400, 'bad-address', 'device must be 0x and 40 hex digits');
           const device = addr.toLowerCase();
           if (isExportQuery(url.searchParams)) return await sendExport(res, store, url.searchParams, device);
           return send(res, 200, readingsView(store, device, url.searchParams.get('after'), url.searchParams.get('limit')));
         }
         if (await serveDashboard(path, res, store)) return;
-        throw new HttpError(404, 'not-found', `no route ${path}`);
+        throw new HttpError(404, 'not-found', `no route ${path.slice(0, 200)}`);
       } catch (e) {
+        // A reply already under way (the client went, or a bug after writeHead) cannot take a second one.
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
         if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
         // Never a stack trace on the wire; the log keeps the detail.
         log('http handler failed', { error: (e as Error).message });
         metrics.errors.inc({ stage: 'http' });
         send(res, 500, { error: 'internal', message: 'internal error' });
       }
-    })();
+    })().catch(() => res.destroy());
   });
+  guardServer(server, limits, { onClientError: (status) => metrics.httpRequests.inc({ route: 'other', status: String(status) }) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());

@@ -42,8 +42,15 @@ export interface RelayLimits {
   requestTimeoutMs: number;
   /** Idle keep-alive connections are closed after this. */
   keepAliveTimeoutMs: number;
-  /** Open connections at once; further ones are refused by the server. */
+  /** Open connections at once; further ones are closed as soon as they are accepted. */
   maxConnections: number;
+  /** Open connections at once from one client address (devices behind one NAT share it); further ones are closed at once. */
+  maxConnectionsPerClient: number;
+  /**
+   * A body over its limit is answered 413 only once it has been read to its end, so a client still writing
+   * sees the 413 rather than a reset; beyond this many bytes the relay stops reading and drops the connection.
+   */
+  maxDiscardBytes: number;
   /** Per-client token bucket; `false` disables it. Over the limit is HTTP 429 (JSON-RPC -32005 on /rpc). */
   rateLimit: RateLimitOptions | false;
   /** /healthz reuses an upstream probe younger than this. */
@@ -65,6 +72,8 @@ export const DEFAULT_LIMITS: RelayLimits = Object.freeze({
   requestTimeoutMs: 20_000,
   keepAliveTimeoutMs: 5_000,
   maxConnections: 1024,
+  maxConnectionsPerClient: 256,
+  maxDiscardBytes: 4 * 1024 * 1024,
   rateLimit: Object.freeze({ ratePerSec: 50, burst: 200, maxClients: 10_000 }),
   healthCacheMs: 2_000,
 });

@@ -98,6 +98,44 @@ export function closeAfterReply(req: IncomingMessage, res: ServerResponse, grace
   else res.once('finish', end);
 }
 
+/**
+ * Answer a request whose body is over its limit with `reply` (a 413 with `connection: close`) once the rest
+ * of the body has been read and thrown away, up to `maxDiscardBytes` in all. A client that writes its whole
+ * body before it reads (most simple HTTP stacks, a device's among them) would otherwise be reset while still
+ * writing: it sees EPIPE or ECONNRESET, and the 413 waiting in its receive buffer is lost. A body declared
+ * or found to be over the bound is answered at once and the connection dropped; the time it may take is
+ * bounded by the server's requestTimeout (408).
+ */
+export function refuseBody(req: IncomingMessage, res: ServerResponse, maxDiscardBytes: number, reply: () => void): void {
+  if (req.complete) return reply();
+  const declared = Number(req.headers['content-length'] ?? '0');
+  const dropAfterReply = () => {
+    reply();
+    closeAfterReply(req, res);
+  };
+  if (declared > maxDiscardBytes) return dropAfterReply();
+  let seen = 0;
+  const done = (over: boolean) => {
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('close', onClose);
+    if (over) {
+      req.pause();
+      dropAfterReply();
+    } else reply(); // the whole body is read: `connection: close` now ends the socket cleanly, with no reset
+  };
+  const onData = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > maxDiscardBytes) done(true);
+  };
+  const onEnd = () => done(false);
+  const onClose = () => done(true); // the client went away (or requestTimeout struck): nothing to answer
+  req.on('data', onData);
+  req.once('end', onEnd);
+  req.once('close', onClose);
+  req.resume();
+}
+
 /** The media type of a Content-Type header, lower case, without parameters. */
 export function mediaType(req: IncomingMessage): string | undefined {
   const ct = req.headers['content-type'];

@@ -11,6 +11,9 @@ import { UpstreamError, type Coalescer } from './upstream.js';
 
 export type RpcId = string | number | null;
 
+/** Methods whose calls never share an upstream exchange with another client's. */
+const ALONE: ReadonlySet<string> = new Set(['eth_getLogs', 'eth_sendRawTransaction']);
+
 export interface RpcErrorObject {
   code: number;
   message: string;
@@ -131,8 +134,9 @@ export class RpcProxy {
       const byIndex = new Map<number, unknown>();
       let failure: RpcErrorObject | undefined;
       try {
-        // eth_getLogs answers can be large: they travel in an upstream exchange of their own.
-        const up = await this.upstream.call(calls, calls.some((c) => c.method === 'eth_getLogs'));
+        // eth_getLogs answers can be large, and a raw transaction must never be sent twice (a shared exchange
+        // may be retried caller by caller, upstream.ts): both travel in an upstream exchange of their own.
+        const up = await this.upstream.call(calls, calls.some((c) => ALONE.has(c.method)));
         for (const a of up) {
           const idx = (a as { id?: unknown } | null)?.id;
           if (typeof idx === 'number' && !byIndex.has(idx)) byIndex.set(idx, a);

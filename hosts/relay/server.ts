@@ -15,13 +15,14 @@ import { IotkxError } from '../../lib/errors.js';
 import { toHex } from '../../lib/bytes.js';
 import { ChannelCheck } from './channel-check.js';
 import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './config.js';
-import { TooLarge, closeAfterReply, mediaType, readBody, sendError, sendJson, sendText } from './http.js';
+import { TooLarge, closeAfterReply, mediaType, readBody, refuseBody, sendError, sendJson, sendText } from './http.js';
 import { RelayMetrics } from './metrics.js';
 import { RateLimiter } from './ratelimit.js';
 import { RpcProxy, parseRpcBody, rpcError } from './rpc.js';
 import { RPC_LIMIT_EXCEEDED } from './rpc-policy.js';
 import { EnvelopeStore, MAX_CURSOR } from './store.js';
 import { Coalescer, Upstream, UpstreamError } from './upstream.js';
+import { admitRequest, guardServer, isRefusal, serverOptions } from '../http-guard.js';
 
 export interface Relay {
   /** Base URL, e.g. http://127.0.0.1:40123 */
@@ -214,59 +215,41 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     sendError(res, 405, 'method-not-allowed', `${route === 'rpc' ? '/rpc' : url.pathname} allows ${ALLOW[route]}`, { allow: ALLOW[route] });
   }
 
-  const server = http.createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      maxHeaderSize: 16 * 1024,
-      // Node checks the two timeouts above only this often (default 30 s): keep it a fraction of them.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
-    },
-    (req, res) => {
-      const started = process.hrtime.bigint();
-      let url: URL;
-      try {
-        url = new URL(req.url ?? '/', 'http://relay.invalid');
-      } catch {
-        url = new URL('http://relay.invalid/');
-      }
-      const route = routeOf(url.pathname);
-      res.on('finish', () => {
-        const secs = Number(process.hrtime.bigint() - started) / 1e9;
-        metrics.request(route, res.statusCode, secs);
-        // Built only when wanted: this runs for every request.
-        if (debug) log.debug({ route, method: req.method, status: res.statusCode, ms: Math.round(secs * 1e4) / 10, client: req.socket.remoteAddress }, 'request');
-      });
-      dispatch(req, res, route, url).catch((e: unknown) => {
-        if (e instanceof TooLarge) {
-          if (route === 'readings') metrics.readings.inc({ result: 'refused' });
+  const guard = { ...limits, maxHeaderBytes: 16 * 1024 };
+  const server = http.createServer(serverOptions(guard), (req, res) => {
+    const started = process.hrtime.bigint();
+    // Parsed without throwing; `//x` and `/\\x` are paths here, never another host.
+    const target = admitRequest(req);
+    const url = isRefusal(target) ? new URL('http://relay.invalid/') : target.url;
+    const route = isRefusal(target) ? 'other' : routeOf(url.pathname);
+    res.on('finish', () => {
+      const secs = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.request(route, res.statusCode, secs);
+      // Built only when wanted: this runs for every request.
+      if (debug) log.debug({ route, method: req.method, status: res.statusCode, ms: Math.round(secs * 1e4) / 10, client: req.socket.remoteAddress }, 'request');
+    });
+    if (isRefusal(target)) {
+      req.resume();
+      return sendError(res, target.status, target.code, target.message, { connection: 'close' });
+    }
+    dispatch(req, res, route, url).catch((e: unknown) => {
+      if (e instanceof TooLarge) {
+        if (route === 'readings') metrics.readings.inc({ result: 'refused' });
+        const reply = () => {
           if (route === 'rpc') sendJson(res, 413, rpcError(null, -32600, `request body over ${e.limit} bytes`), { connection: 'close' });
           else sendError(res, 413, 'too-large', `request body over ${e.limit} bytes`, { connection: 'close' });
-          closeAfterReply(req, res);
-          return;
-        }
-        // A broken connection mid-body, or a bug: never a stack trace to the caller.
-        if (req.destroyed && !req.complete) log.debug({ route }, 'client went away mid-request');
-        else log.error({ err: e, route }, 'request failed');
-        sendError(res, 500, 'internal', 'internal error');
-        if (!req.complete) closeAfterReply(req, res);
-      });
-    },
-  );
-  server.maxConnections = limits.maxConnections;
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Malformed HTTP or a header timeout: answer plainly if the socket still can, then drop it.
-    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    // As Node's default handler does: answer unless a response has already begun on this socket.
-    const pending = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (socket.writable && !pending?.headersSent) {
-      const body = JSON.stringify({ error: status === 408 ? 'timeout' : 'bad-http', message: status === 408 ? 'request too slow' : 'malformed HTTP request' });
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    }
-    setTimeout(() => socket.destroy(), 1000).unref();
-    metrics.requests.inc({ route: 'other', status: String(status) });
+        };
+        refuseBody(req, res, limits.maxDiscardBytes, reply);
+        return;
+      }
+      // A broken connection mid-body, or a bug: never a stack trace to the caller.
+      if (req.destroyed && !req.complete) log.debug({ route }, 'client went away mid-request');
+      else log.error({ err: e, route }, 'request failed');
+      sendError(res, 500, 'internal', 'internal error');
+      if (!req.complete) closeAfterReply(req, res);
+    });
   });
+  guardServer(server, guard, { onClientError: (status) => metrics.requests.inc({ route: 'other', status: String(status) }) });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

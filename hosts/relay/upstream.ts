@@ -105,7 +105,9 @@ interface Waiting {
  * one HTTP exchange instead of one each. Nothing waits on a timer: the flush runs at
  * setImmediate, right after the poll phase that read the requests, so a lone call is
  * forwarded at once. Each caller gets back exactly the answers to its own calls (ids are
- * rewritten per flush and restored); an upstream failure fails the calls of that flush.
+ * rewritten per flush and restored). An upstream failure fails the calls of that flush, except an answer
+ * over the size cap (or a batch refused as a whole): then each caller is retried in an exchange of its own,
+ * so one client's large answer fails only that client.
  */
 export class Coalescer {
   private queue: Waiting[] = [];
@@ -152,9 +154,15 @@ export class Coalescer {
       up = await this.upstream.call(out.length === 1 ? out[0] : out);
     } catch (e) {
       if (direct) throw e;
+      // One caller's answer over the size cap fails the whole exchange: give each caller an exchange of its
+      // own, so only a caller that asked for too much gets the error (calls that change state never share
+      // an exchange, rpc.ts, so nothing is submitted twice).
+      if (group.length > 1 && e instanceof UpstreamError && e.kind === 'too-large') return this.split(group);
       for (const w of group) w.reject(e);
       return [];
     }
+    // A batch answered with one object (a node refusing the batch as a whole): the same, caller by caller.
+    if (group.length > 1 && !Array.isArray(up)) return this.split(group);
     const answers = new Map<Waiting, unknown[]>(group.map((w) => [w, []]));
     const seen = new Set<number>();
     for (const a of Array.isArray(up) ? up : [up]) {
@@ -166,6 +174,11 @@ export class Coalescer {
     }
     if (direct) return answers.get(group[0])!;
     for (const w of group) w.resolve(answers.get(w)!);
+    return [];
+  }
+
+  private split(group: Waiting[]): unknown[] {
+    for (const w of group) void this.send([w], false).catch(() => {}); // errors went to the waiter
     return [];
   }
 }

@@ -3,7 +3,8 @@
  * with esbuild) running in its own XS worker, its platform bridged to Node:
  * NVS as a file per device (SimNvs: erase-then-write, limits, cut-able), the OS RNG,
  * HTTP to the relay (8 KiB cap, hosts/device-node/transport.ts), a synthetic sensor
- * with drift, and the §6 console on a loopback TCP port (one JSON object a line).
+ * with drift, and the §6 console on a loopback TCP port (one JSON object a line; any other line closes the
+ * connection, so a browser's cross-protocol request cannot reach the firmware: console-socket.ts).
  * The host drives time: the firmware asks for a delay, the host waits and calls back.
  *
  * kill() is a power cut (SIGKILL of the worker; whatever NVS step finished is on
@@ -22,6 +23,7 @@ import { nodeTransport } from '../device-node/transport.js';
 import { bundle } from '../xs/bundle.js';
 import { XsWorker, type HostMethods } from '../xs/worker.js';
 import { SimNvs, type NvsStep } from './nvs.js';
+import { serveConsoleSocket } from './console-socket.js';
 
 export interface NvsEvent {
   /** The device's name (its NVS file). */
@@ -258,24 +260,8 @@ export class SimDevice {
     const server = createServer((socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      socket.on('error', () => undefined);
-      let buf = '';
-      let chain = Promise.resolve();
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => {
-        buf += chunk;
-        if (buf.length > 64 * 1024) { socket.destroy(); return; }
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).replace(/\r$/, '');
-          buf = buf.slice(nl + 1);
-          if (!line) continue;
-          chain = chain.then(async () => {
-            const out = await this.consoleLine(line).catch((e: Error) => [JSON.stringify({ id: null, ok: false, error: 'device-off', message: e.message })]);
-            if (!socket.destroyed) for (const l of out) socket.write(`${l}\n`);
-          });
-        }
-      });
+      // Only well-formed lines reach the firmware; anything else closes the connection (console-socket.ts).
+      serveConsoleSocket(socket, (line) => this.consoleLine(line).catch((e: Error) => [JSON.stringify({ id: null, ok: false, error: 'device-off', message: e.message })]), { maxLine: 64 * 1024 });
     });
     await new Promise<void>((ok, fail) => { server.once('error', fail); server.listen(port, '127.0.0.1', () => ok()); });
     this.server = server;

@@ -14,6 +14,8 @@ import { startRelay, type Relay } from '../../hosts/relay/server.js';
 import type { RelayOptions } from '../../hosts/relay/config.js';
 import { Coalescer, UpstreamError, type Upstream } from '../../hosts/relay/upstream.js';
 import { postJson } from './helpers.js';
+import { RpcProxy } from '../../hosts/relay/rpc.js';
+import { privateKeyToAccount } from 'viem/accounts';
 
 const CONTRACT = '0x5fbdb2315678afecb367f032d93f642f64180aa3';
 const tmp = mkdtempSync(join(tmpdir(), 'relay-coalesce-'));
@@ -119,6 +121,18 @@ describe('Coalescer (unit, a stub upstream)', () => {
     expect(b).toEqual([]); // the RPC layer turns a missing answer into -32000 "no answer"
   });
 
+  test('a shared batch refused as a whole (one object back): each caller retried alone, a refusal stays its own', async () => {
+    const { sent, up } = stub((p: any) => {
+      if (Array.isArray(p) && p.length > 2) return { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'batch too large' } };
+      return echo(p);
+    });
+    const c = new Coalescer(up, 20);
+    const [a, b] = await Promise.all([c.call(calls('a', 2)), c.call(calls('b', 1))]);
+    expect(sent.map((p) => (Array.isArray(p) ? p.length : 1))).toEqual([3, 2, 1]);
+    expect((a as any[]).map((x) => x.result).sort()).toEqual(['a0', 'a1']);
+    expect((b as any[]).map((x) => x.result)).toEqual(['b0']);
+  });
+
   test('an upstream failure rejects every caller of that exchange', async () => {
     const { up } = stub(() => { throw new UpstreamError('unreachable', 'down'); });
     const c = new Coalescer(up, 20);
@@ -142,6 +156,24 @@ test('eth_getLogs always travels alone (its answers can be large)', async () => 
   logs.forEach((a, i) => expect(a.json.result).toBe(`eth_getLogs:${JSON.stringify(filter(i))}`));
   bal.forEach((a) => expect(a.json.result).toMatch(/^eth_getBalance:/));
   for (const e of exchanges) if (e.includes('eth_getLogs')) expect(e).toEqual(['eth_getLogs']);
+});
+
+test('eth_sendRawTransaction always travels alone (a shared exchange may be retried caller by caller: never a transaction twice)', async () => {
+  const acct = privateKeyToAccount(`0x${'42'.repeat(32)}`);
+  const raw = await acct.signTransaction({
+    type: 'eip1559', chainId: 31337, nonce: 0, to: CONTRACT, data: '0x', gas: 100_000n, maxFeePerGas: 10_000_000_000n, maxPriorityFeePerGas: 1n,
+  });
+  const asked: Array<{ methods: string[]; alone: boolean }> = [];
+  const stub = { call: async (calls: any[], alone = false) => { asked.push({ methods: calls.map((c) => c.method), alone }); return calls.map((c) => ({ jsonrpc: '2.0', id: c.id, result: '0x1' })); } };
+  const proxy = new RpcProxy({ chainId: 31337n, contract: CONTRACT }, stub, { onCall: () => {}, onUpstreamFailure: () => {} });
+  await proxy.run(false, [{ jsonrpc: '2.0', id: 1, method: 'eth_sendRawTransaction', params: [raw] }]);
+  await proxy.run(true, [{ jsonrpc: '2.0', id: 1, method: 'eth_chainId' }, { jsonrpc: '2.0', id: 2, method: 'eth_sendRawTransaction', params: [raw] }]);
+  await proxy.run(false, [{ jsonrpc: '2.0', id: 1, method: 'eth_chainId' }]);
+  expect(asked).toEqual([
+    { methods: ['eth_sendRawTransaction'], alone: true },
+    { methods: ['eth_chainId', 'eth_sendRawTransaction'], alone: true },
+    { methods: ['eth_chainId'], alone: false },
+  ]);
 });
 
 test('a missing, duplicated or stray answer to a batch is never passed off as another call\'s', async () => {

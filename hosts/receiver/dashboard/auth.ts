@@ -37,7 +37,8 @@ export function tokenLogin(res: ServerResponse, url: URL, token: string): boolea
   rest.delete('token');
   const q = rest.toString();
   res.writeHead(303, {
-    location: `${url.pathname}${q ? `?${q}` : ''}`,
+    // One leading slash only: `//host/...` (or `/\\host`) as a Location would send the browser to another site.
+    location: `/${url.pathname.replace(/^[/\\]+/, '')}${q ? `?${q}` : ''}`,
     'set-cookie': `${COOKIE_NAME}=${cookieValue(token)}; HttpOnly; SameSite=Strict; Path=/`,
     'cache-control': 'no-store',
     'referrer-policy': 'no-referrer',
