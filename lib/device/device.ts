@@ -95,7 +95,7 @@ export class Device {
       }
     }
     if (cfg && this.queue.size > 0 && now >= this.nextDrainAt) {
-      const d = await this.queue.drain(cfg.relayUrl);
+      const d = await this.queue.drain(cfg.relayUrl, { keys: this.engine, random: this.random }); // keys: §7 re-seal on 409
       this.lastDrain = d;
       now = this.clock.now();
       if (d.stopped !== null && d.stopped !== 'busy') {

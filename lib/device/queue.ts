@@ -6,7 +6,7 @@
  * Storage layout (NVS: keys ≤ 15 characters, values ≤ 4000 B, a 24 KiB partition):
  *   q0 … q{N−1}  a ring of N slots; each holds a few envelopes:
  *                u8 format, u32 gen, then (u16 length, envelope bytes)*, ≤ slotBytes in all
- *   qs           counters: u8 format, u32 sent, u32 droppedFull, u32 refused
+ *   qs           counters: u8 format, u32 sent, u32 droppedFull, u32 refused[, u32 resealed]
  * Default N = 8 slots of ≤ 1024 B: 8 KiB for ~70 readings of {t, temp, rh} (~110 B each),
  * beside ~1.3 KiB of engine records; NVS needs the rest (32-B entries with a header per
  * blob chunk, and one free page for its own garbage collection).
@@ -23,10 +23,20 @@
  *   mark ahead of use (§7): a power cut between sealing and enqueueing loses that
  *   reading (a gap, allowed by §7), never reuses its seq.
  * - Only what the relay acknowledged is deleted: 202 (stored) and 200 (duplicate).
- *   400/409/413 mean the relay will never take that envelope: it is dropped and
- *   counted (`refused`). Anything else (network error, 5xx, other statuses) stops the
- *   drain; the envelope stays and is retried later. The relay may lie (§1); receipt is
- *   all the device can check, so an acknowledged envelope is gone from the device.
+ *   400/413 mean the relay will never take that envelope: it is dropped and counted
+ *   (`refused`). 409 too-many-variants means someone squatted that (device, epoch,
+ *   seq) with junk bodies (anyone can, seqs are predictable): §7 says re-seal the same
+ *   measurement under the device's next seq. The queue opens the envelope with the key
+ *   of its epoch (the active or the previous one, which the engine keeps while the
+ *   queue holds its envelopes), seals its plaintext again under the active key and a
+ *   freshly reserved seq, puts it in the same place (one slot write) and sends it
+ *   again; the measurement keeps its `t`. At most MAX_RESEALS_PER_DRAIN re-seals per
+ *   drain, then the drain stops ('squatted') and the device backs off, so a relay that
+ *   answers 409 to everything cannot make the device burn seqs and flash in a loop.
+ *   An envelope that cannot be re-sealed (no active key: revoked) stops the drain and
+ *   stays. Anything else (network error, 5xx, other statuses) stops the drain; the
+ *   envelope stays and is retried later. The relay may lie (§1); receipt is all the
+ *   device can check, so an acknowledged envelope is gone from the device.
  * - Acknowledgements are written once per slot (or when the drain stops), not per
  *   envelope, to spare flash: a power cut mid-drain resends a few envelopes, which a
  *   relay answers with 200 duplicate (and the receiver dedups by seq, §7).
@@ -37,7 +47,7 @@ import { IotkxError, check } from '../errors.js';
 import { decodeEnvelope } from '../envelope.js';
 import { dataKeyOf } from '../ids.js';
 import type { Random, Storage, Transport } from '../platform.js';
-import { sealReading } from '../reading.js';
+import { openReading, sealReading } from '../reading.js';
 
 /** NVS limits (MODDABLE.md §3). */
 const MAX_KEY_CHARS = 15;
@@ -51,14 +61,21 @@ export const DEFAULT_MAX_PER_DRAIN = 32;
 const KEY_STATS = 'qs';
 const FORMAT = 1;
 const SLOT_HEADER = 5; // u8 format + u32 gen
-/** §9: 202 stored, 200 duplicate; 400 malformed, 409 too many variants, 413 too large. */
+/** §9: 202 stored, 200 duplicate; 400 malformed, 413 too large; 409 too many variants (re-sealed, §7). */
 const ACKED = [200, 202];
-const REFUSED = [400, 409, 413];
+const REFUSED = [400, 413];
+const SQUATTED = 409;
+/** Re-seals (409) per drain() call before it stops with 'squatted' (and the device backs off). */
+export const MAX_RESEALS_PER_DRAIN = 16;
+
+type EpochKey = { epoch: bigint; K: Uint8Array; channelId: Uint8Array };
 
 /** What the queue needs from the device engine (DeviceEngine has all of it). */
 export interface SealingKeys {
   readonly address: Uint8Array;
-  activeKey(): { epoch: bigint; K: Uint8Array; channelId: Uint8Array } | undefined;
+  activeKey(): EpochKey | undefined;
+  /** The previous epoch's key while the queue still holds its envelopes (to re-seal them on a 409). */
+  previousKey?(): EpochKey | undefined;
   reserveSeq(): { epoch: bigint; seq: bigint };
 }
 
@@ -77,13 +94,17 @@ export interface QueueCounters {
   dropped: number;
   /** Dropped as the oldest when the queue was full. */
   droppedFull: number;
-  /** Dropped because the relay refused them for good (400/409/413). */
+  /** Dropped because the relay refused them for good (400/413). */
   refused: number;
+  /** Re-sealed under a new seq after a 409 (their seq was squatted), ever. */
+  resealed: number;
 }
 
 export interface DrainResult {
   sent: number;
   refused: number;
+  /** Re-sealed under a new seq after a 409 (§7). */
+  resealed: number;
   /** Why the drain stopped before emptying the queue: null (empty or per-call limit reached), else the cause. */
   stopped: null | string;
   remaining: number;
@@ -154,9 +175,11 @@ export class ReadingQueue {
   private readonly maxPerDrain: number;
   /** Slot index → contents (a mirror of storage). */
   private readonly ring = new Map<number, Slot>();
-  private stats = { sent: 0, droppedFull: 0, refused: 0 };
+  private stats = { sent: 0, droppedFull: 0, refused: 0, resealed: 0 };
   private draining = false;
   private keyCache: { epoch: bigint; K: Uint8Array; dataKey: Uint8Array } | undefined;
+  /** The keys and RNG of the last seal(): what drain() re-seals with when not given them. */
+  private sealer: { keys: SealingKeys; random: Random } | undefined;
 
   constructor(storage: Storage, transport: Transport, opts: QueueOptions = {}) {
     this.storage = storage;
@@ -190,14 +213,14 @@ export class ReadingQueue {
       }
     }
     const st = this.storage.get(KEY_STATS);
-    if (st && st.length === 13 && st[0] === FORMAT) {
-      this.stats = { sent: readU32(st, 1), droppedFull: readU32(st, 5), refused: readU32(st, 9) };
+    if (st && (st.length === 13 || st.length === 17) && st[0] === FORMAT) {
+      this.stats = { sent: readU32(st, 1), droppedFull: readU32(st, 5), refused: readU32(st, 9), resealed: st.length === 17 ? readU32(st, 13) : 0 };
     }
   }
 
   private saveStats(): void {
     const out = [FORMAT];
-    u32(out, this.stats.sent); u32(out, this.stats.droppedFull); u32(out, this.stats.refused);
+    u32(out, this.stats.sent); u32(out, this.stats.droppedFull); u32(out, this.stats.refused); u32(out, this.stats.resealed);
     this.storage.set(KEY_STATS, Uint8Array.from(out));
   }
 
@@ -248,14 +271,47 @@ export class ReadingQueue {
     check(isFiniteValues(values) && Number.isInteger(tSec), 'bad-reading', 'reading: values must be finite numbers and t an integer');
     const key = keys.activeKey();
     if (!key) throw new IotkxError('no-active-key', 'no active key to seal with');
+    this.sealer = { keys, random };
+    const sealed = this.sealNew(keys, random, key, { ...values, t: tSec });
+    this.enqueue(sealed.envelope);
+    return { epoch: sealed.epoch, seq: sealed.seq };
+  }
+
+  /** Seal a plaintext map under the active key and a freshly reserved seq. */
+  private sealNew(keys: SealingKeys, random: Random, key: EpochKey, values: Record<string, unknown>): { envelope: Uint8Array; epoch: bigint; seq: bigint } {
     const { epoch, seq } = keys.reserveSeq(); // persists the high-water mark ahead of use (§7)
     check(epoch === key.epoch, 'no-active-key', 'active key changed while sealing');
-    if (!this.keyCache || this.keyCache.epoch !== epoch || this.keyCache.K !== key.K) {
-      this.keyCache = { epoch, K: key.K, dataKey: dataKeyOf(key.K, key.channelId) };
+    const envelope = sealReading({ dataKey: this.dataKey(key), device: keys.address, epoch, seq, values: values as never, random });
+    return { envelope, epoch, seq };
+  }
+
+  private dataKey(key: EpochKey): Uint8Array {
+    if (this.keyCache && this.keyCache.epoch === key.epoch && this.keyCache.K === key.K) return this.keyCache.dataKey;
+    const dataKey = dataKeyOf(key.K, key.channelId);
+    // Cache the active epoch's key only: a re-seal opens the previous epoch's envelopes now and then.
+    if (!this.keyCache || this.keyCache.epoch <= key.epoch) this.keyCache = { epoch: key.epoch, K: key.K, dataKey };
+    return dataKey;
+  }
+
+  /**
+   * §7: the relay refused `env` with 409 (its seq squatted): the same measurement sealed
+   * under the active key and the next seq; 'lost' if it does not open (never one of
+   * ours, or its epoch's key is gone); undefined if it cannot be sealed now (no active key).
+   */
+  private reseal(env: Uint8Array, sealer: { keys: SealingKeys; random: Random } | undefined): Uint8Array | 'lost' | undefined {
+    const active = sealer?.keys.activeKey();
+    if (!sealer || !active) return undefined;
+    let values: Record<string, unknown>;
+    try {
+      const e = decodeEnvelope(env);
+      const prev = sealer.keys.previousKey?.();
+      const key = e.epoch === active.epoch ? active : prev && prev.epoch === e.epoch ? prev : undefined;
+      if (!key) return 'lost';
+      values = openReading(this.dataKey(key), e).values as Record<string, unknown>;
+    } catch {
+      return 'lost';
     }
-    const envelope = sealReading({ dataKey: this.keyCache.dataKey, device: keys.address, epoch, seq, values: { ...values, t: tSec }, random });
-    this.enqueue(envelope);
-    return { epoch, seq };
+    return this.sealNew(sealer.keys, sealer.random, active, values).envelope;
   }
 
   /** Queued envelopes, oldest first. */
@@ -284,16 +340,17 @@ export class ReadingQueue {
   }
 
   counters(): QueueCounters {
-    const { sent, droppedFull, refused } = this.stats;
-    return { queued: this.size, sent, dropped: droppedFull + refused, droppedFull, refused };
+    const { sent, droppedFull, refused, resealed } = this.stats;
+    return { queued: this.size, sent, dropped: droppedFull + refused, droppedFull, refused, resealed };
   }
 
   /**
    * Send queued envelopes oldest first, at most maxPerDrain. Deletes only what the relay
-   * acknowledged (or refused for good); stops at the first network error or other status.
+   * acknowledged (or refused for good: 400/413); re-seals on 409 (§7) with `sealer` (else
+   * the keys and RNG of the last seal()); stops at the first network error or other status.
    */
-  async drain(relayUrl: string): Promise<DrainResult> {
-    const result: DrainResult = { sent: 0, refused: 0, stopped: null, remaining: this.size };
+  async drain(relayUrl: string, sealer?: { keys: SealingKeys; random: Random }): Promise<DrainResult> {
+    const result: DrainResult = { sent: 0, refused: 0, resealed: 0, stopped: null, remaining: this.size };
     if (this.draining) return { ...result, stopped: 'busy' };
     this.draining = true;
     const url = readingsUrl(relayUrl);
@@ -304,6 +361,7 @@ export class ReadingQueue {
         if (!head) break;
         const [i, slot] = head;
         let done = 0;
+        let replaced: Uint8Array | undefined;
         for (const env of slot.envs) {
           if (budget === 0) break;
           budget--;
@@ -316,14 +374,23 @@ export class ReadingQueue {
           }
           if (ACKED.includes(status)) { result.sent++; this.stats.sent++; }
           else if (REFUSED.includes(status)) { result.refused++; this.stats.refused++; }
-          else { result.stopped = `http-${status}`; break; }
+          else if (status === SQUATTED) {
+            if (result.resealed >= MAX_RESEALS_PER_DRAIN) { result.stopped = 'squatted'; break; }
+            const fresh = this.reseal(env, sealer ?? this.sealer);
+            if (fresh === 'lost') { result.refused++; this.stats.refused++; done++; continue; }
+            if (!fresh) { result.stopped = 'cannot-reseal'; break; }
+            replaced = fresh;
+            result.resealed++; this.stats.resealed++;
+            break;
+          } else { result.stopped = `http-${status}`; break; }
           done++;
         }
-        if (done > 0) this.dropFront(i, slot.gen, slot.envs.slice(0, done));
+        if (replaced) this.replaceFront(i, slot.gen, slot.envs.slice(0, done + 1), replaced);
+        else if (done > 0) this.dropFront(i, slot.gen, slot.envs.slice(0, done));
       }
     } finally {
       this.draining = false;
-      if (result.sent > 0 || result.refused > 0) this.saveStats();
+      if (result.sent > 0 || result.refused > 0 || result.resealed > 0) this.saveStats();
     }
     result.remaining = this.size;
     return result;
@@ -339,12 +406,25 @@ export class ReadingQueue {
     else if (n > 0) this.writeSlot(i, { ...cur, envs: cur.envs.slice(n) });
   }
 
+  /**
+   * Slot i (if still generation `gen`): drop the acknowledged `front` envelopes but its
+   * last one (the squatted envelope), which becomes `fresh` (one write).
+   */
+  private replaceFront(i: number, gen: number, front: Uint8Array[], fresh: Uint8Array): void {
+    const cur = this.ring.get(i);
+    if (!cur || cur.gen !== gen) return; // overwritten meanwhile (queue full): already dropped, its seq a gap
+    for (let n = 0; n < front.length; n++) if (cur.envs[n] !== front[n]) return;
+    const envs = [fresh, ...cur.envs.slice(front.length)];
+    this.writeSlot(i, { ...cur, envs });
+  }
+
   /** §6 factory-reset: the queued readings and counters go with the rest of the partition. */
   wipe(): void {
     for (let i = 0; i < MAX_SLOTS; i++) this.storage.delete(this.key(i));
     this.storage.delete(KEY_STATS);
     this.ring.clear();
-    this.stats = { sent: 0, droppedFull: 0, refused: 0 };
+    this.stats = { sent: 0, droppedFull: 0, refused: 0, resealed: 0 };
     this.keyCache = undefined;
+    this.sealer = undefined;
   }
 }

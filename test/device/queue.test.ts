@@ -7,7 +7,7 @@ import { hexToBytes, type Address, type Hex } from 'viem';
 import { nodeRandom } from '../helpers/node-random.js';
 import { channelId as viemChannelId } from '../../hosts/chain/signing.js';
 import { Device } from '../../lib/device/device.js';
-import { ReadingQueue, readingsUrl, type QueueOptions } from '../../lib/device/queue.js';
+import { MAX_RESEALS_PER_DRAIN, ReadingQueue, readingsUrl, type QueueOptions } from '../../lib/device/queue.js';
 import type { HttpResponse, Transport } from '../../lib/platform.js';
 import { CHAIN_ID, PowerCut } from './fake-chain.js';
 import { rig, type Rig } from './harness.js';
@@ -74,7 +74,7 @@ test('drains in order as application/cbor; deletes only what was acknowledged; a
   expect(q.counters()).toMatchObject({ queued: 5, sent: 0, dropped: 0 });
   relay.answer = (_b, n) => (n < 2 ? 202 : n === 2 ? 200 : 503); // stored, stored, duplicate, then down
   const d = await q.drain(r.dev.config!.relayUrl);
-  expect(d).toEqual({ sent: 3, refused: 0, stopped: 'http-503', remaining: 2 });
+  expect(d).toEqual({ sent: 3, refused: 0, resealed: 0, stopped: 'http-503', remaining: 2 });
   expect(relay.posts.map((p) => [p.url, p.contentType])).toEqual(Array(4).fill(['http://relay.test/v1/readings', 'application/cbor']));
   expect(seqs(r, relay.posts.map((p) => p.body))).toEqual([1n, 2n, 3n, 4n]);
   expect(open(r, relay.posts[0].body).values).toEqual({ t: T0, temp: 21, rh: 45 });
@@ -86,22 +86,59 @@ test('drains in order as application/cbor; deletes only what was acknowledged; a
   relay.answer = () => { throw new Error('ECONNREFUSED'); };
   expect(await q2.drain(r.dev.config!.relayUrl)).toMatchObject({ sent: 0, stopped: 'transport-error', remaining: 2 });
   relay.answer = () => 202;
-  expect(await q2.drain(r.dev.config!.relayUrl)).toEqual({ sent: 2, refused: 0, stopped: null, remaining: 0 });
+  expect(await q2.drain(r.dev.config!.relayUrl)).toEqual({ sent: 2, refused: 0, resealed: 0, stopped: null, remaining: 0 });
   expect(seqs(r, relay.posts.slice(-2).map((p) => p.body))).toEqual([4n, 5n]);
   expect([...r.storage.map.keys()].filter((k) => /^q\d+$/.test(k))).toEqual([]);
-  expect(queue().counters()).toEqual({ queued: 0, sent: 5, dropped: 0, droppedFull: 0, refused: 0 });
+  expect(queue().counters()).toEqual({ queued: 0, sent: 5, dropped: 0, droppedFull: 0, refused: 0, resealed: 0 });
 });
 
-test('400/409/413 drop that envelope (counted); 404/429 stop like a 5xx', async () => {
+test('400/413 drop that envelope (counted); 404/429 stop like a 5xx', async () => {
   const { r, relay, queue } = await activeRig();
   const q = queue();
-  for (let i = 0; i < 6; i++) q.seal(r.dev, nodeRandom, T0 + i, { temp: 20 });
-  relay.answer = (_b, n) => [202, 400, 409, 413, 404][n] ?? 202;
-  expect(await q.drain(r.dev.config!.relayUrl)).toEqual({ sent: 1, refused: 3, stopped: 'http-404', remaining: 2 });
-  relay.answer = (_b, n) => (n === 5 ? 429 : 202);
+  for (let i = 0; i < 5; i++) q.seal(r.dev, nodeRandom, T0 + i, { temp: 20 });
+  relay.answer = (_b, n) => [202, 400, 413, 404][n] ?? 202;
+  expect(await q.drain(r.dev.config!.relayUrl)).toEqual({ sent: 1, refused: 2, resealed: 0, stopped: 'http-404', remaining: 2 });
+  relay.answer = (_b, n) => (n === 4 ? 429 : 202);
   expect(await q.drain(r.dev.config!.relayUrl)).toMatchObject({ sent: 0, stopped: 'http-429', remaining: 2 });
-  expect(seqs(r, q.envelopes())).toEqual([5n, 6n]);
-  expect(q.counters()).toEqual({ queued: 2, sent: 1, dropped: 3, droppedFull: 0, refused: 3 });
+  expect(seqs(r, q.envelopes())).toEqual([4n, 5n]);
+  expect(q.counters()).toEqual({ queued: 2, sent: 1, dropped: 2, droppedFull: 0, refused: 2, resealed: 0 });
+});
+
+test('409 (seq squatted, §7): the same measurement is re-sealed under the next seq and sent, never dropped', async () => {
+  const { r, relay, queue } = await activeRig();
+  const q = queue();
+  const n = 6;
+  for (let i = 0; i < n; i++) q.seal(r.dev, nodeRandom, T0 + i, { temp: 20 + i, rh: 40 });
+  // An attacker filled seqs 2..4 and 7..9 (the ones the re-seals will be given next) with 4 junk bodies each.
+  const squatted = new Set([2n, 3n, 4n, 7n, 8n, 9n]);
+  relay.answer = (b) => (squatted.has(open(r, b).seq) ? 409 : 202);
+  const d = await q.drain(r.dev.config!.relayUrl);
+  expect(d).toEqual({ sent: n, refused: 0, resealed: 6, stopped: null, remaining: 0 });
+  const acked = relay.posts.filter((p) => !squatted.has(open(r, p.body).seq)).map((p) => open(r, p.body));
+  // Every measurement arrived once, each with its own t and values; seqs never reused.
+  expect(acked.map((a) => a.values).sort((a, b) => a.t - b.t)).toEqual(Array.from({ length: n }, (_, i) => ({ t: T0 + i, temp: 20 + i, rh: 40 })));
+  expect(new Set(relay.posts.map((p) => open(r, p.body).seq)).size).toBe(relay.posts.length);
+  expect(acked.map((a) => a.seq)).toEqual([1n, 10n, 11n, 12n, 5n, 6n]);
+  expect(q.counters()).toMatchObject({ queued: 0, sent: n, dropped: 0, resealed: 6 });
+});
+
+test('a relay that answers 409 to everything: bounded re-seals per drain, the measurement stays queued (also across a reboot)', async () => {
+  const { r, relay, queue } = await activeRig();
+  const q = queue();
+  q.seal(r.dev, nodeRandom, T0, { temp: 21, rh: 50 });
+  relay.answer = () => 409;
+  const d = await q.drain(r.dev.config!.relayUrl, { keys: r.dev, random: nodeRandom });
+  expect(d).toEqual({ sent: 0, refused: 0, resealed: MAX_RESEALS_PER_DRAIN, stopped: 'squatted', remaining: 1 });
+  expect(relay.posts.length).toBe(MAX_RESEALS_PER_DRAIN + 1);
+  // What is stored is the latest re-seal: a reboot sends that one, with the same measurement.
+  r.reboot();
+  const q2 = queue();
+  expect(q2.envelopes().map((e) => open(r, e))).toEqual([{ epoch: 1n, seq: BigInt(MAX_RESEALS_PER_DRAIN + 1), values: { t: T0, temp: 21, rh: 50 } }]);
+  // Without keys (a fresh boot, nothing sealed yet) a 409 stops the drain and keeps the envelope.
+  expect(await q2.drain(r.dev.config!.relayUrl)).toMatchObject({ sent: 0, refused: 0, stopped: 'cannot-reseal', remaining: 1 });
+  relay.answer = (_b, k) => (k % 2 ? 202 : 409);
+  expect(await q2.drain(r.dev.config!.relayUrl, { keys: r.dev, random: nodeRandom })).toMatchObject({ sent: 1, resealed: 1, remaining: 0 });
+  expect(open(r, relay.posts[relay.posts.length - 1].body).values).toEqual({ t: T0, temp: 21, rh: 50 });
 });
 
 test('bounded: when full the oldest readings are dropped and counted; order kept; NVS limits hold', async () => {
