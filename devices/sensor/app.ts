@@ -22,6 +22,7 @@ import { SafeStorage } from '../../lib/device/safe-storage.js';
 import { IotkxError, check } from '../../lib/errors.js';
 import { installRandom } from '../../lib/secp256k1.js';
 import { eventLine, handleLine, type ConsoleTarget } from './console.js';
+import type { Storage } from '../../lib/platform.js';
 import type { FirmwarePlatform } from './platform/types.js';
 
 /** Marker written before a factory reset wipes the partition; a boot that finds it finishes the wipe. */
@@ -48,11 +49,10 @@ export interface Firmware {
   handle(line: string): string;
 }
 
-/** Wipe the partition: state first, the identity and the reset marker last, so a cut mid-wipe finishes at the next boot. */
+/** Wipe state first, the identity last (the reset marker stays: the next boot wipes again, then clears it). */
 function wipe(storage: SafeStorage): void {
   for (const k of STATE_KEYS) storage.delete(k);
   storage.delete(KEY_IDENTITY);
-  storage.delete(KEY_RESET);
 }
 
 function describe(e: unknown): { code: string; message: string } {
@@ -70,9 +70,25 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
   let bootError: Firmware['bootError'] = null;
   let tickError: string | null = null;
   let running = false;
+  /**
+   * Set by factory-reset: from then on the device (engine, queue) writes nothing and the loop
+   * stops, so a tick in flight (a drain awaiting the relay) cannot write keys after the wipe.
+   */
+  let resetting = false;
+  const refuse = (): never => { throw new IotkxError('resetting', 'factory reset in progress: nothing more is written'); };
+  const deviceStorage: Storage = {
+    get: (k) => storage.get(k),
+    set: (k, v) => { if (resetting) refuse(); storage.set(k, v); },
+    delete: (k) => { if (resetting) refuse(); storage.delete(k); },
+  };
 
   try {
-    if (storage.get(KEY_RESET) !== undefined) wipe(storage);
+    // A reset marker: a factory reset began (and maybe finished) before this boot. Wipe again, whatever
+    // was written after the marker, and clear the marker last, so a cut here also finishes next boot.
+    if (storage.get(KEY_RESET) !== undefined) {
+      wipe(storage);
+      storage.delete(KEY_RESET);
+    }
     if (storage.get(KEY_IDENTITY) === undefined) {
       for (const k of STATE_KEYS) {
         if (storage.get(k) !== undefined) {
@@ -86,8 +102,8 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
     } catch (e) {
       if (!(e instanceof IotkxError && e.code === 'random-installed')) throw e;
     }
-    const engine = new DeviceEngine({ storage, random: p.random, clock: p.clock, transport: p.transport });
-    const queue = new ReadingQueue(storage, p.transport, opts.queue);
+    const engine = new DeviceEngine({ storage: deviceStorage, random: p.random, clock: p.clock, transport: p.transport });
+    const queue = new ReadingQueue(deviceStorage, p.transport, opts.queue);
     device = new Device({ engine, queue, sensor: p.sensor, clock: p.clock, random: p.random });
   } catch (e) {
     bootError = describe(e);
@@ -96,6 +112,7 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
   }
 
   const loop = async (): Promise<void> => {
+    if (resetting) return;
     let next = TICK_ERROR_RETRY_MS;
     try {
       next = await device!.tick();
@@ -104,6 +121,7 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
       tickError = String((e as Error)?.message ?? e);
       p.log(`tick: ${tickError}`);
     }
+    if (resetting) return;
     p.setTimer(loop, Math.min(next, opts.maxSleepMs ?? next));
   };
 
@@ -144,6 +162,7 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
     factoryReset(confirm) {
       const address = addressHex(device!.address);
       check(typeof confirm === 'string' && confirm.toLowerCase() === address, 'bad-confirmation', 'factory-reset: confirm must be this device\'s address');
+      resetting = true; // stop the loop and every device write first
       storage.set(KEY_RESET, Uint8Array.of(1));
       wipe(storage);
       p.setTimer(() => p.restart(), 0);

@@ -13,7 +13,7 @@ import type { Sensor } from '../../lib/device/sensor.js';
 import type { Clock, Transport } from '../../lib/platform.js';
 import { ensureRandom } from './random.js';
 import { syntheticSensor } from './sensor.js';
-import { FileStorage } from './storage.js';
+import { DIR_MODE, FileStorage } from './storage.js';
 import { nodeTransport } from './transport.js';
 
 export interface NodeDeviceOptions {
@@ -45,7 +45,7 @@ const TICK_ERROR_RETRY_MS = 5_000;
 
 export function startNodeDevice(opts: NodeDeviceOptions): NodeDevice {
   const random = ensureRandom();
-  mkdirSync(opts.dir, { recursive: true });
+  mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE }); // holds identity keys
   const storage = new FileStorage(join(opts.dir, `${opts.name}.json`));
   const transport = opts.transport ?? nodeTransport();
   const clock = opts.clock ?? { now: () => Date.now() };

@@ -1,11 +1,15 @@
 /**
  * File-backed Storage for device code on Node: one JSON file per device ({key: hex}),
  * rewritten atomically (temp file + rename) on every set/delete, so a killed process
- * leaves the old or the new state, as NVS does. Enforces the device's NVS limits
+ * leaves the old or the new state, as NVS does. The file holds the device's identity
+ * key: it is created mode 0600 (an older, wider file is narrowed when opened), and each
+ * rewrite is fsync'd (file, then its directory for the rename), so a power cut of the
+ * host keeps the old or the new state too. Enforces the device's NVS limits
  * (STYLE.md §9): keys ≤ 15 characters, values ≤ 4000 B, and the 24 KiB partition
  * counted in NVS entries (MODDABLE.md §3, ESP-IDF NVS format).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { IotkxError } from '../../lib/errors.js';
 import type { Storage } from '../../lib/platform.js';
 
@@ -15,11 +19,16 @@ export const NVS_MAX_VALUE_BYTES = 4000;
 export const NVS_ENTRIES = (6 - 1) * 126;
 /** A blob costs its index entry, a chunk header entry and its data in 32-B entries (one chunk assumed). */
 export const nvsEntries = (valueBytes: number) => 2 + Math.ceil(valueBytes / 32);
+/** Owner read/write only: the file holds the device's secret key. */
+export const FILE_MODE = 0o600;
+/** Folders of device files: owner only. */
+export const DIR_MODE = 0o700;
 
 export class FileStorage implements Storage {
   readonly map = new Map<string, Uint8Array>();
   constructor(readonly path: string) {
     if (existsSync(path)) {
+      chmodSync(path, FILE_MODE);
       const o = JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>;
       for (const [k, v] of Object.entries(o)) this.map.set(k, new Uint8Array(Buffer.from(v, 'hex')));
     }
@@ -52,7 +61,20 @@ export class FileStorage implements Storage {
     const o: Record<string, string> = {};
     for (const [k, v] of this.map) o[k] = Buffer.from(v).toString('hex');
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(o));
+    const fd = openSync(tmp, 'w', FILE_MODE);
+    try {
+      fchmodSync(fd, FILE_MODE); // a temp file left by a crash keeps its mode otherwise
+      writeSync(fd, JSON.stringify(o));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, this.path);
+    const dir = openSync(dirname(this.path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
   }
 }

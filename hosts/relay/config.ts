@@ -1,3 +1,5 @@
+import type { RetentionOptions } from './store.js';
+
 /**
  * Relay configuration and its defaults. The protocol numbers come from PROTOCOL.md §9;
  * the rest are operational choices, each named where it is used.
@@ -79,13 +81,24 @@ export const DEFAULT_LIMITS: RelayLimits = Object.freeze({
 });
 
 export interface ChannelCheckOptions {
-  /** First block to search for KeyAccepted logs (the deployment block; default 0). */
+  /** First block to scan for DeviceEnrolled logs (the deployment block; default 0). */
   fromBlock?: bigint;
-  /** How long a device found accepted stays cached (default 10 min). */
-  positiveTtlMs?: number;
-  /** How long a device found without an accepted channel stays cached (default 15 s). */
-  negativeTtlMs?: number;
+  /** Blocks per eth_getLogs call of a scan (default 10,000: within public nodes' range limits). */
+  chunkBlocks?: number;
+  /** Tail scan interval, ms (default 5,000). */
+  tailMs?: number;
+  /** An unknown device triggers a (shared) tail scan when the index is older than this, ms (default 2,000). */
+  refreshMs?: number;
 }
+
+/**
+ * Retention of the envelope store (store.ts), each 0 = off. Defaults: 14 days, 50,000
+ * envelopes per device (about 3 days of 5-s readings a receiver has not pulled), 2,000,000
+ * in all (about 0.5 GB of SQLite file at ~250 B a row with its indexes).
+ */
+export const DEFAULT_RETENTION: RetentionOptions = Object.freeze({ maxAgeSec: 14 * 86_400, maxPerDevice: 50_000, maxRows: 2_000_000 });
+/** How often the relay deletes envelopes past their age, ms. */
+export const PRUNE_EVERY_MS = 60_000;
 
 export interface RelayOptions {
   /** JSON-RPC URL of the chain node the relay forwards to (http: or https:). */
@@ -99,8 +112,13 @@ export interface RelayOptions {
   port?: number;
   host?: string;
   limits?: Partial<RelayLimits>;
-  /** Refuse envelopes (403 no-channel) from devices with no KeyAccepted log on chain. Default off. */
+  /**
+   * Refuse envelopes (403 no-channel) from devices with no DeviceEnrolled log on the contract
+   * (channel-check.ts). Default ON; `false` turns it off (a relay for a test double of the chain).
+   */
   requireChannel?: boolean | ChannelCheckOptions;
+  /** Store retention (store.ts); missing fields take DEFAULT_RETENTION. */
+  retention?: Partial<RetentionOptions>;
   /** Also export prom-client's process metrics (CPU, memory, event loop) on /metrics. Default off. */
   processMetrics?: boolean;
   /** pino level: 'fatal'..'trace' or 'silent' (default 'info'). */

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './config.js';
+import { DEFAULT_LIMITS, DEFAULT_RETENTION, type RelayLimits, type RelayOptions } from './config.js';
 import { startRelay } from './server.js';
 
 const USAGE = `usage: tsx hosts/relay/main.ts [flags]
@@ -20,7 +20,11 @@ const USAGE = `usage: tsx hosts/relay/main.ts [flags]
   --burst <n>              per-client bucket size (default ${(DEFAULT_LIMITS.rateLimit as { burst: number }).burst})                       (IOTKX_RELAY_BURST)
   --upstream-timeout <ms>  upstream deadline (default ${DEFAULT_LIMITS.upstreamTimeoutMs})                        (IOTKX_UPSTREAM_TIMEOUT_MS)
   --upstream-batch <n>     calls of one event-loop turn sent upstream as one batch of ≤ n; 1 = off (default ${DEFAULT_LIMITS.upstreamBatch})  (IOTKX_UPSTREAM_BATCH)
-  --require-channel        refuse envelopes from devices with no KeyAccepted log           (IOTKX_REQUIRE_CHANNEL=1)
+  --no-channel-check       store envelopes from any address, not only enrolled devices (the
+                           check is on by default)                                         (IOTKX_REQUIRE_CHANNEL=0)
+  --retain-days <n>        delete envelopes older than n days; 0 keeps them (default ${DEFAULT_RETENTION.maxAgeSec / 86_400})   (IOTKX_RELAY_RETAIN_DAYS)
+  --max-per-device <n>     envelopes kept per device, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxPerDevice})  (IOTKX_RELAY_MAX_PER_DEVICE)
+  --max-rows <n>           envelopes kept in all, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxRows})  (IOTKX_RELAY_MAX_ROWS)
   --log-level <level>      pino level (default info)                                       (LOG_LEVEL)`;
 
 function fail(msg: string): never {
@@ -40,7 +44,8 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
     options: {
       deployment: { type: 'string' }, upstream: { type: 'string' }, 'chain-id': { type: 'string' }, contract: { type: 'string' },
       db: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, rate: { type: 'string' }, burst: { type: 'string' },
-      'upstream-timeout': { type: 'string' }, 'upstream-batch': { type: 'string' }, 'require-channel': { type: 'boolean' }, 'log-level': { type: 'string' },
+      'upstream-timeout': { type: 'string' }, 'upstream-batch': { type: 'string' }, 'require-channel': { type: 'boolean' }, 'no-channel-check': { type: 'boolean' },
+      'retain-days': { type: 'string' }, 'max-per-device': { type: 'string' }, 'max-rows': { type: 'string' }, 'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -76,7 +81,15 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
   if (timeout !== undefined) limits.upstreamTimeoutMs = timeout;
   const batch = int('--upstream-batch', values['upstream-batch'] ?? env.IOTKX_UPSTREAM_BATCH, 1);
   if (batch !== undefined) limits.upstreamBatch = batch;
-  const requireChannel = values['require-channel'] ?? env.IOTKX_REQUIRE_CHANNEL === '1';
+  // On by default; --require-channel (the former opt-in) is still accepted.
+  const requireChannel = values['no-channel-check'] ? false : values['require-channel'] ? true : env.IOTKX_REQUIRE_CHANNEL !== '0';
+  const retention: RelayOptions['retention'] = {};
+  const days = int('--retain-days', values['retain-days'] ?? env.IOTKX_RELAY_RETAIN_DAYS, 0);
+  if (days !== undefined) retention.maxAgeSec = days * 86_400;
+  const perDevice = int('--max-per-device', values['max-per-device'] ?? env.IOTKX_RELAY_MAX_PER_DEVICE, 0);
+  if (perDevice !== undefined) retention.maxPerDevice = perDevice;
+  const rows = int('--max-rows', values['max-rows'] ?? env.IOTKX_RELAY_MAX_ROWS, 0);
+  if (rows !== undefined) retention.maxRows = rows;
   return {
     upstreamUrl,
     chainId,
@@ -86,6 +99,7 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
     port: int('--port', values.port ?? env.IOTKX_RELAY_PORT, 0) ?? 8545,
     limits,
     requireChannel: requireChannel ? { fromBlock: BigInt(record.block ?? 0) } : false,
+    retention,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
     processMetrics: true,
   };

@@ -14,7 +14,7 @@ import { installRandom } from '../../lib/secp256k1.js';
 import { IotkxError } from '../../lib/errors.js';
 import { toHex } from '../../lib/bytes.js';
 import { ChannelCheck } from './channel-check.js';
-import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './config.js';
+import { DEFAULT_LIMITS, DEFAULT_RETENTION, PRUNE_EVERY_MS, type RelayLimits, type RelayOptions } from './config.js';
 import { TooLarge, closeAfterReply, mediaType, readBody, refuseBody, sendError, sendJson, sendText } from './http.js';
 import { RelayMetrics } from './metrics.js';
 import { RateLimiter } from './ratelimit.js';
@@ -59,11 +59,21 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     maxResponseBytes: limits.maxUpstreamResponseBytes,
     sockets: limits.upstreamSockets,
   });
-  const store = new EnvelopeStore(opts.dbPath);
+  const store = new EnvelopeStore(opts.dbPath, { ...DEFAULT_RETENTION, ...opts.retention });
+  const pruner = setInterval(() => {
+    try {
+      const n = store.prune();
+      if (n > 0) log.info({ deleted: n }, 'envelopes past their retention age deleted');
+    } catch (e) {
+      log.error({ err: e }, 'prune failed');
+    }
+  }, PRUNE_EVERY_MS).unref();
+  store.prune();
   const limiter = limits.rateLimit ? new RateLimiter(limits.rateLimit) : undefined;
-  const channels = opts.requireChannel
-    ? new ChannelCheck(upstream, contract, typeof opts.requireChannel === 'object' ? opts.requireChannel : {})
+  const channels = opts.requireChannel !== false
+    ? new ChannelCheck(upstream, contract, store, typeof opts.requireChannel === 'object' ? opts.requireChannel : {})
     : undefined;
+  channels?.start();
   const proxy = new RpcProxy({ chainId, contract }, new Coalescer(upstream, Math.max(1, limits.upstreamBatch)), {
     onCall: (m, o) => metrics.rpcCall(m, o),
     onUpstreamFailure: (kind) => {
@@ -151,6 +161,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     if (r.kind === 'too-many-variants') {
       return refused(409, 'too-many-variants', `already ${limits.maxVariants} different envelopes for this (device, epoch, seq)`);
     }
+    // Retention caps (store.ts): 5xx, so the device keeps the envelope and retries later.
+    if (r.kind === 'device-full') return refused(507, 'device-full', 'this device has as many envelopes stored as the relay keeps; retry later');
+    if (r.kind === 'store-full') return refused(507, 'store-full', 'the relay store is full; retry later');
     if (r.kind === 'duplicate') {
       metrics.readings.inc({ result: 'duplicate' });
       return sendJson(res, 200, { stored: false, duplicate: true });
@@ -270,6 +283,8 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     metrics,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
+        clearInterval(pruner);
+        channels?.stop();
         server.close(() => resolve());
         server.closeAllConnections();
       }).then(() => {

@@ -19,6 +19,7 @@ import type { QueueOptions } from '../../lib/device/queue.js';
 import { IotkxError } from '../../lib/errors.js';
 import type { Transport } from '../../lib/platform.js';
 import { syntheticSensor } from '../device-node/sensor.js';
+import { DIR_MODE } from '../device-node/storage.js';
 import { nodeTransport } from '../device-node/transport.js';
 import { bundle } from '../xs/bundle.js';
 import { XsWorker, type HostMethods } from '../xs/worker.js';
@@ -98,7 +99,7 @@ export class SimDevice {
   private rebooting: Promise<void> | undefined;
 
   private constructor(readonly opts: SimDeviceOptions) {
-    mkdirSync(opts.dir, { recursive: true });
+    mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE }); // holds identity keys
     this.nvs = new SimNvs(path.join(opts.dir, `${opts.name}.nvs.json`));
     this.transport = opts.transport ?? nodeTransport();
     this.sensor = syntheticSensor(opts.sensorSeed);

@@ -5,6 +5,8 @@
  * that ERASES the key before it writes. Each of those steps is durable on its own
  * (one atomic file rewrite, as an NVS entry write is atomic), and a hook sees every
  * step, so a power-cut harness can kill the device right between erase and write.
+ * The file holds the simulated device's identity key: mode 0600, fsync'd at every
+ * step (FileStorage).
  */
 import { FileStorage } from '../device-node/storage.js';
 

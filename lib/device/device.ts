@@ -31,6 +31,11 @@ export interface DeviceReport extends DeviceStatus {
 const DRAIN_RETRY_MIN_MS = 5_000;
 /** …up to this. */
 const DRAIN_RETRY_MAX_MS = 600_000;
+/**
+ * Readings held in RAM only (not yet acknowledged, lost to a power cut: a §7 gap) span at
+ * most about this long before the queue spills them to storage.
+ */
+export const RAM_WINDOW_SEC = 300;
 /** Never ask the timer for more than this, so a changed state is noticed. */
 const MAX_TICK_MS = 600_000;
 
@@ -84,6 +89,8 @@ export class Device {
       this.nextStepAt = now + r.waitMs;
     }
     const cfg = this.engine.config;
+    // Flash wear (queue.ts): readings wait in RAM for the relay, at most about RAM_WINDOW_SEC of them.
+    if (cfg) this.queue.setRamLimit(RAM_WINDOW_SEC / cfg.intervalSec);
     if (cfg && this.engine.activeKey()) {
       if (now >= this.nextReadingAt) {
         this.takeReading(now);
@@ -95,7 +102,7 @@ export class Device {
       }
     }
     if (cfg && this.queue.size > 0 && now >= this.nextDrainAt) {
-      const d = await this.queue.drain(cfg.relayUrl);
+      const d = await this.queue.drain(cfg.relayUrl, { keys: this.engine, random: this.random }); // keys: §7 re-seal on 409
       this.lastDrain = d;
       now = this.clock.now();
       if (d.stopped !== null && d.stopped !== 'busy') {

@@ -1,43 +1,66 @@
 /**
- * The on-device readings queue: seal each reading (PROTOCOL.md §7), keep the sealed
- * envelopes in a bounded queue in the injected Storage (NVS on the ESP32), and drain
- * them in order to the relay (`POST /v1/readings`, §9).
+ * The on-device readings queue: seal each reading (PROTOCOL.md §7), hold the sealed
+ * envelopes in a bounded queue, and drain them in order to the relay (`POST
+ * /v1/readings`, §9). Envelopes live in RAM while the relay acknowledges promptly and
+ * are spilled to the injected Storage (NVS on the ESP32) when it does not, so flash is
+ * written only for what must survive (issue 18 "Flash wear").
  *
  * Storage layout (NVS: keys ≤ 15 characters, values ≤ 4000 B, a 24 KiB partition):
- *   q0 … q{N−1}  a ring of N slots; each holds a few envelopes:
+ *   q0 … q{N−1}  a ring of N slots; each holds a batch of spilled envelopes:
  *                u8 format, u32 gen, then (u16 length, envelope bytes)*, ≤ slotBytes in all
- *   qs           counters: u8 format, u32 sent, u32 droppedFull, u32 refused
- * Default N = 8 slots of ≤ 1024 B: 8 KiB for ~70 readings of {t, temp, rh} (~110 B each),
+ *   qs           counters: u8 format, u32 sent, u32 droppedFull, u32 refused[, u32 resealed]
+ * Default N = 8 slots of ≤ 1024 B: 8 KiB for ~64 readings of {t, temp, rh} (~110 B each),
  * beside ~1.3 KiB of engine records; NVS needs the rest (32-B entries with a header per
  * blob chunk, and one free page for its own garbage collection).
  *
  * Decisions:
- * - Every queue operation is ONE Storage.set or delete. There is no head/tail record:
- *   each slot carries a generation number, generation g lives in slot g mod N, so the
- *   newest slot is the highest generation and the oldest the lowest. A power cut
- *   therefore never leaves head/tail pointers disagreeing with the slots.
- * - When the ring is full, the next slot overwrites the OLDEST slot: its envelopes (a
- *   few readings at once) are dropped and counted (`droppedFull`). Old readings are the
+ * - RAM first. A new envelope joins the RAM tail; a drain that the relay acknowledges
+ *   removes it there, and nothing is written (steady state: no queue write at all). The
+ *   RAM tail is spilled as ONE new slot when it holds `ramLimit` envelopes (the device
+ *   sets it from its interval: about 5 minutes of readings, at most `ramEnvelopes`,
+ *   default 8), when the next one would not fit a slot, and when a drain fails (the
+ *   relay did not acknowledge: an outage begins). §7: an unacknowledged reading
+ *   lost to a power cut is an allowed gap; what a cut can lose is bounded by ramLimit.
+ *   An acknowledged reading is the relay's to keep: the device needs no record of it.
+ * - Every spill is ONE Storage.set (and a slot is deleted with one delete). There is no
+ *   head/tail record: each slot carries a generation number, generation g lives in slot
+ *   g mod N, so the newest slot is the highest generation and the oldest the lowest. A
+ *   power cut therefore never leaves head/tail pointers disagreeing with the slots.
+ * - When the ring is full, the next spill overwrites the OLDEST slot: its envelopes (a
+ *   batch of readings) are dropped and counted (`droppedFull`). Old readings are the
  *   least useful, and slot granularity keeps drop-oldest to a single write.
+ * - Spilled envelopes drain first (they are older than RAM's). A slot is deleted once
+ *   every envelope in it was acknowledged; a partly acknowledged slot is NOT rewritten
+ *   (the acknowledged front is remembered in RAM): a reboot resends those few, which the
+ *   relay answers 200 duplicate (and the receiver dedups by seq, §7).
  * - seq comes from engine.reserveSeq() before sealing, which persists the high-water
- *   mark ahead of use (§7): a power cut between sealing and enqueueing loses that
- *   reading (a gap, allowed by §7), never reuses its seq.
+ *   mark ahead of use (§7, a write every SEQ_BLOCK readings): a power cut after sealing
+ *   loses that reading (a gap), never reuses its seq.
  * - Only what the relay acknowledged is deleted: 202 (stored) and 200 (duplicate).
- *   400/409/413 mean the relay will never take that envelope: it is dropped and
- *   counted (`refused`). Anything else (network error, 5xx, other statuses) stops the
+ *   400/413 mean the relay will never take that envelope: it is dropped and counted
+ *   (`refused`). 409 too-many-variants means someone squatted that (device, epoch,
+ *   seq) with junk bodies (anyone can, seqs are predictable): §7 says re-seal the same
+ *   measurement under the device's next seq. The queue opens the envelope with the key
+ *   of its epoch (the active or the previous one, which the engine keeps while the
+ *   queue holds its envelopes), seals its plaintext again under the active key and a
+ *   freshly reserved seq, puts it in the same place (in RAM, or one slot write) and
+ *   sends it again; the measurement keeps its `t`. At most MAX_RESEALS_PER_DRAIN
+ *   re-seals per drain, then the drain stops ('squatted') and the device backs off, so
+ *   a relay that answers 409 to everything cannot make the device burn seqs and flash
+ *   in a loop. An envelope that cannot be re-sealed (no active key: revoked) stops the
+ *   drain and stays. Anything else (network error, 5xx, other statuses) stops the
  *   drain; the envelope stays and is retried later. The relay may lie (§1); receipt is
  *   all the device can check, so an acknowledged envelope is gone from the device.
- * - Acknowledgements are written once per slot (or when the drain stops), not per
- *   envelope, to spare flash: a power cut mid-drain resends a few envelopes, which a
- *   relay answers with 200 duplicate (and the receiver dedups by seq, §7).
- * - The counters are persisted at most once per drain and once per dropped slot; a
- *   power cut may lose the latest increments (they are for the console, §6 `status`).
+ * - The counters (for the console, §6 `status`) are persisted with a drain that
+ *   refused or re-sealed something, a spill that dropped a slot, a failed drain after
+ *   acknowledgements, and otherwise once per STATS_EVERY_SENT acknowledgements: a power
+ *   cut or reboot may lose the latest `sent` counts (fewer than STATS_EVERY_SENT).
  */
 import { IotkxError, check } from '../errors.js';
 import { decodeEnvelope } from '../envelope.js';
 import { dataKeyOf } from '../ids.js';
 import type { Random, Storage, Transport } from '../platform.js';
-import { sealReading } from '../reading.js';
+import { openReading, sealReading } from '../reading.js';
 
 /** NVS limits (MODDABLE.md §3). */
 const MAX_KEY_CHARS = 15;
@@ -48,17 +71,28 @@ export const DEFAULT_SLOTS = 8;
 export const DEFAULT_SLOT_BYTES = 1024;
 /** Envelopes sent per drain() call, so one tick stays short. */
 export const DEFAULT_MAX_PER_DRAIN = 32;
+/** Envelopes held in RAM at most before a spill (8 × ~114 B fit a 1 KiB slot). */
+export const DEFAULT_RAM_ENVELOPES = 8;
+/** Counters are persisted at least once per this many acknowledgements. */
+export const STATS_EVERY_SENT = 256;
 const KEY_STATS = 'qs';
 const FORMAT = 1;
 const SLOT_HEADER = 5; // u8 format + u32 gen
-/** §9: 202 stored, 200 duplicate; 400 malformed, 409 too many variants, 413 too large. */
+/** §9: 202 stored, 200 duplicate; 400 malformed, 413 too large; 409 too many variants (re-sealed, §7). */
 const ACKED = [200, 202];
-const REFUSED = [400, 409, 413];
+const REFUSED = [400, 413];
+const SQUATTED = 409;
+/** Re-seals (409) per drain() call before it stops with 'squatted' (and the device backs off). */
+export const MAX_RESEALS_PER_DRAIN = 16;
+
+type EpochKey = { epoch: bigint; K: Uint8Array; channelId: Uint8Array };
 
 /** What the queue needs from the device engine (DeviceEngine has all of it). */
 export interface SealingKeys {
   readonly address: Uint8Array;
-  activeKey(): { epoch: bigint; K: Uint8Array; channelId: Uint8Array } | undefined;
+  activeKey(): EpochKey | undefined;
+  /** The previous epoch's key while the queue still holds its envelopes (to re-seal them on a 409). */
+  previousKey?(): EpochKey | undefined;
   reserveSeq(): { epoch: bigint; seq: bigint };
 }
 
@@ -66,6 +100,8 @@ export interface QueueOptions {
   slots?: number;
   slotBytes?: number;
   maxPerDrain?: number;
+  /** Most envelopes held in RAM only before they are spilled to storage as one slot (1 = spill every reading). */
+  ramEnvelopes?: number;
 }
 
 export interface QueueCounters {
@@ -77,13 +113,17 @@ export interface QueueCounters {
   dropped: number;
   /** Dropped as the oldest when the queue was full. */
   droppedFull: number;
-  /** Dropped because the relay refused them for good (400/409/413). */
+  /** Dropped because the relay refused them for good (400/413). */
   refused: number;
+  /** Re-sealed under a new seq after a 409 (their seq was squatted), ever. */
+  resealed: number;
 }
 
 export interface DrainResult {
   sent: number;
   refused: number;
+  /** Re-sealed under a new seq after a 409 (§7). */
+  resealed: number;
   /** Why the drain stopped before emptying the queue: null (empty or per-call limit reached), else the cause. */
   stopped: null | string;
   remaining: number;
@@ -93,6 +133,8 @@ interface Slot {
   gen: number;
   envs: Uint8Array[];
   bytes: number;
+  /** Envelopes at the front already acknowledged (or refused) since boot: RAM only, never written. */
+  done: number;
 }
 
 function u32(out: number[], x: number): void {
@@ -151,12 +193,20 @@ export class ReadingQueue {
   private readonly transport: Transport;
   readonly slots: number;
   readonly slotBytes: number;
+  readonly ramEnvelopes: number;
   private readonly maxPerDrain: number;
   /** Slot index → contents (a mirror of storage). */
   private readonly ring = new Map<number, Slot>();
-  private stats = { sent: 0, droppedFull: 0, refused: 0 };
+  /** Envelopes newer than every slot, not written anywhere (lost to a power cut: a gap, §7). */
+  private ram: Uint8Array[] = [];
+  private ramBytes = 0;
+  private ramLimit: number;
+  private stats = { sent: 0, droppedFull: 0, refused: 0, resealed: 0 };
+  private sentUnsaved = 0;
   private draining = false;
   private keyCache: { epoch: bigint; K: Uint8Array; dataKey: Uint8Array } | undefined;
+  /** The keys and RNG of the last seal(): what drain() re-seals with when not given them. */
+  private sealer: { keys: SealingKeys; random: Random } | undefined;
 
   constructor(storage: Storage, transport: Transport, opts: QueueOptions = {}) {
     this.storage = storage;
@@ -164,9 +214,12 @@ export class ReadingQueue {
     this.slots = opts.slots ?? DEFAULT_SLOTS;
     this.slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
     this.maxPerDrain = opts.maxPerDrain ?? DEFAULT_MAX_PER_DRAIN;
+    this.ramEnvelopes = opts.ramEnvelopes ?? DEFAULT_RAM_ENVELOPES;
     check(Number.isInteger(this.slots) && this.slots >= 2 && this.slots <= MAX_SLOTS, 'bad-option', `queue: slots must be 2..${MAX_SLOTS}`);
     check(Number.isInteger(this.slotBytes) && this.slotBytes >= 256 && this.slotBytes <= MAX_VALUE_BYTES, 'bad-option', `queue: slotBytes must be 256..${MAX_VALUE_BYTES}`);
     check(Number.isInteger(this.maxPerDrain) && this.maxPerDrain >= 1, 'bad-option', 'queue: maxPerDrain must be ≥ 1');
+    check(Number.isInteger(this.ramEnvelopes) && this.ramEnvelopes >= 1 && this.ramEnvelopes <= 64, 'bad-option', 'queue: ramEnvelopes must be 1..64');
+    this.ramLimit = this.ramEnvelopes;
     this.load();
   }
 
@@ -184,21 +237,32 @@ export class ReadingQueue {
         const s = decodeSlot(b);
         // A slot in the wrong place or empty cannot come from this code: discard it.
         if (s.gen % this.slots !== i || s.envs.length === 0) throw new IotkxError('bad-record', 'queue slot misplaced');
-        this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: b.length });
+        this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: b.length, done: 0 });
       } catch {
         this.storage.delete(this.key(i));
       }
     }
     const st = this.storage.get(KEY_STATS);
-    if (st && st.length === 13 && st[0] === FORMAT) {
-      this.stats = { sent: readU32(st, 1), droppedFull: readU32(st, 5), refused: readU32(st, 9) };
+    if (st && (st.length === 13 || st.length === 17) && st[0] === FORMAT) {
+      this.stats = { sent: readU32(st, 1), droppedFull: readU32(st, 5), refused: readU32(st, 9), resealed: st.length === 17 ? readU32(st, 13) : 0 };
     }
   }
 
   private saveStats(): void {
     const out = [FORMAT];
-    u32(out, this.stats.sent); u32(out, this.stats.droppedFull); u32(out, this.stats.refused);
+    u32(out, this.stats.sent); u32(out, this.stats.droppedFull); u32(out, this.stats.refused); u32(out, this.stats.resealed);
     this.storage.set(KEY_STATS, Uint8Array.from(out));
+    this.sentUnsaved = 0;
+  }
+
+  /**
+   * How many envelopes RAM may hold before a spill: the device sets it from its reading
+   * interval (about 5 minutes of readings); clamped to 1..ramEnvelopes. Spills at once if
+   * RAM already holds that many.
+   */
+  setRamLimit(n: number): void {
+    this.ramLimit = Math.max(1, Math.min(this.ramEnvelopes, Math.floor(n)));
+    if (this.ram.length >= this.ramLimit) this.spill();
   }
 
   /** Slots oldest first. */
@@ -206,11 +270,11 @@ export class ReadingQueue {
     return [...this.ring.entries()].sort((a, b) => a[1].gen - b[1].gen);
   }
 
-  private writeSlot(i: number, s: Slot): void {
+  private writeSlot(i: number, s: { gen: number; envs: Uint8Array[] }): void {
     const v = encodeSlot(s.gen, s.envs);
     check(v.length <= MAX_VALUE_BYTES, 'bad-record', 'queue slot over the NVS value limit');
     this.storage.set(this.key(i), v); // the one write of the operation; the mirror follows only if it succeeded
-    this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: v.length });
+    this.ring.set(i, { gen: s.gen, envs: s.envs, bytes: v.length, done: 0 });
   }
 
   private removeSlot(i: number): void {
@@ -218,23 +282,30 @@ export class ReadingQueue {
     this.ring.delete(i);
   }
 
-  /** Append one sealed envelope (one Storage write). When full, the oldest slot is dropped and counted. */
+  /** Append one sealed envelope: to RAM, spilled with the rest of RAM as one slot once ramLimit is reached. */
   enqueue(envelope: Uint8Array): void {
     check(envelope.length > 0 && SLOT_HEADER + 2 + envelope.length <= this.slotBytes, 'reading-too-large',
       `queue: a ${envelope.length}-byte envelope does not fit a ${this.slotBytes}-byte slot`);
+    if (this.ram.length > 0 && SLOT_HEADER + this.ramBytes + 2 + envelope.length > this.slotBytes) this.spill();
+    this.ram.push(envelope);
+    this.ramBytes += 2 + envelope.length;
+    if (this.ram.length >= this.ramLimit) this.spill();
+  }
+
+  /** Write RAM's envelopes as one new slot (one Storage write). When the ring is full, the oldest slot is dropped and counted. */
+  spill(): void {
+    if (this.ram.length === 0) return;
     const all = this.ordered();
     const tail = all.length ? all[all.length - 1] : undefined;
-    if (tail && tail[1].bytes + 2 + envelope.length <= this.slotBytes) {
-      this.writeSlot(tail[0], { ...tail[1], envs: [...tail[1].envs, envelope] });
-      return;
-    }
     const gen = tail ? tail[1].gen + 1 : 0;
     check(gen <= 0xffffffff, 'queue-exhausted', 'queue: generation counter exhausted');
     const i = gen % this.slots;
     const oldest = this.ring.get(i); // gen − slots: necessarily the oldest slot held
-    this.writeSlot(i, { gen, envs: [envelope], bytes: 0 });
+    this.writeSlot(i, { gen, envs: this.ram });
+    this.ram = [];
+    this.ramBytes = 0;
     if (oldest) {
-      this.stats.droppedFull += oldest.envs.length;
+      this.stats.droppedFull += oldest.envs.length - oldest.done;
       this.saveStats();
     }
   }
@@ -248,27 +319,66 @@ export class ReadingQueue {
     check(isFiniteValues(values) && Number.isInteger(tSec), 'bad-reading', 'reading: values must be finite numbers and t an integer');
     const key = keys.activeKey();
     if (!key) throw new IotkxError('no-active-key', 'no active key to seal with');
-    const { epoch, seq } = keys.reserveSeq(); // persists the high-water mark ahead of use (§7)
-    check(epoch === key.epoch, 'no-active-key', 'active key changed while sealing');
-    if (!this.keyCache || this.keyCache.epoch !== epoch || this.keyCache.K !== key.K) {
-      this.keyCache = { epoch, K: key.K, dataKey: dataKeyOf(key.K, key.channelId) };
-    }
-    const envelope = sealReading({ dataKey: this.keyCache.dataKey, device: keys.address, epoch, seq, values: { ...values, t: tSec }, random });
-    this.enqueue(envelope);
-    return { epoch, seq };
+    this.sealer = { keys, random };
+    const sealed = this.sealNew(keys, random, key, { ...values, t: tSec });
+    this.enqueue(sealed.envelope);
+    return { epoch: sealed.epoch, seq: sealed.seq };
   }
 
-  /** Queued envelopes, oldest first. */
+  /** Seal a plaintext map under the active key and a freshly reserved seq. */
+  private sealNew(keys: SealingKeys, random: Random, key: EpochKey, values: Record<string, unknown>): { envelope: Uint8Array; epoch: bigint; seq: bigint } {
+    const { epoch, seq } = keys.reserveSeq(); // persists the high-water mark ahead of use (§7)
+    check(epoch === key.epoch, 'no-active-key', 'active key changed while sealing');
+    const envelope = sealReading({ dataKey: this.dataKey(key), device: keys.address, epoch, seq, values: values as never, random });
+    return { envelope, epoch, seq };
+  }
+
+  private dataKey(key: EpochKey): Uint8Array {
+    if (this.keyCache && this.keyCache.epoch === key.epoch && this.keyCache.K === key.K) return this.keyCache.dataKey;
+    const dataKey = dataKeyOf(key.K, key.channelId);
+    // Cache the active epoch's key only: a re-seal opens the previous epoch's envelopes now and then.
+    if (!this.keyCache || this.keyCache.epoch <= key.epoch) this.keyCache = { epoch: key.epoch, K: key.K, dataKey };
+    return dataKey;
+  }
+
+  /**
+   * §7: the relay refused `env` with 409 (its seq squatted): the same measurement sealed
+   * under the active key and the next seq; 'lost' if it does not open (never one of
+   * ours, or its epoch's key is gone); undefined if it cannot be sealed now (no active key).
+   */
+  private reseal(env: Uint8Array, sealer: { keys: SealingKeys; random: Random } | undefined): Uint8Array | 'lost' | undefined {
+    const active = sealer?.keys.activeKey();
+    if (!sealer || !active) return undefined;
+    let values: Record<string, unknown>;
+    try {
+      const e = decodeEnvelope(env);
+      const prev = sealer.keys.previousKey?.();
+      const key = e.epoch === active.epoch ? active : prev && prev.epoch === e.epoch ? prev : undefined;
+      if (!key) return 'lost';
+      values = openReading(this.dataKey(key), e).values as Record<string, unknown>;
+    } catch {
+      return 'lost';
+    }
+    return this.sealNew(sealer.keys, sealer.random, active, values).envelope;
+  }
+
+  /** Queued envelopes, oldest first (spilled, then RAM). */
   envelopes(): Uint8Array[] {
     const out: Uint8Array[] = [];
-    for (const [, s] of this.ordered()) out.push(...s.envs);
+    for (const [, s] of this.ordered()) out.push(...s.envs.slice(s.done));
+    out.push(...this.ram);
     return out;
   }
 
   get size(): number {
-    let n = 0;
-    for (const s of this.ring.values()) n += s.envs.length;
+    let n = this.ram.length;
+    for (const s of this.ring.values()) n += s.envs.length - s.done;
     return n;
+  }
+
+  /** Envelopes held in RAM only (lost to a power cut). */
+  get unsaved(): number {
+    return this.ram.length;
   }
 
   /** Does the queue still hold an envelope of `epoch`? (The previous key is released only once none is left.) */
@@ -284,59 +394,98 @@ export class ReadingQueue {
   }
 
   counters(): QueueCounters {
-    const { sent, droppedFull, refused } = this.stats;
-    return { queued: this.size, sent, dropped: droppedFull + refused, droppedFull, refused };
+    const { sent, droppedFull, refused, resealed } = this.stats;
+    return { queued: this.size, sent, dropped: droppedFull + refused, droppedFull, refused, resealed };
+  }
+
+  /** The oldest envelope still to send, or undefined. */
+  private front(): Uint8Array | undefined {
+    const head = this.ordered()[0];
+    return head ? head[1].envs[head[1].done] : this.ram[0];
+  }
+
+  /** `env` left the queue (acknowledged or refused): from RAM, or the front of its slot (deleted once all its envelopes left). */
+  private consume(env: Uint8Array): void {
+    if (this.ram[0] === env) {
+      this.ram.shift();
+      this.ramBytes -= 2 + env.length;
+      return;
+    }
+    for (const [i, s] of this.ring) {
+      if (s.envs[s.done] !== env) continue;
+      s.done++;
+      if (s.done === s.envs.length) this.removeSlot(i);
+      return;
+    }
+    // Not at a front any more: its slot was overwritten meanwhile (queue full), already counted as dropped.
+  }
+
+  /** Put `fresh` (a re-seal) where `env` is: in RAM, or in its slot (one write, which also drops the slot's done front). */
+  private replace(env: Uint8Array, fresh: Uint8Array): void {
+    if (this.ram[0] === env) {
+      this.ram[0] = fresh;
+      this.ramBytes += fresh.length - env.length;
+      return;
+    }
+    for (const [i, s] of this.ring) {
+      if (s.envs[s.done] !== env) continue;
+      this.writeSlot(i, { gen: s.gen, envs: [fresh, ...s.envs.slice(s.done + 1)] });
+      return;
+    }
   }
 
   /**
    * Send queued envelopes oldest first, at most maxPerDrain. Deletes only what the relay
-   * acknowledged (or refused for good); stops at the first network error or other status.
+   * acknowledged (or refused for good: 400/413); re-seals on 409 (§7) with `sealer` (else
+   * the keys and RNG of the last seal()); stops at the first network error or other status.
    */
-  async drain(relayUrl: string): Promise<DrainResult> {
-    const result: DrainResult = { sent: 0, refused: 0, stopped: null, remaining: this.size };
+  async drain(relayUrl: string, sealer?: { keys: SealingKeys; random: Random }): Promise<DrainResult> {
+    const result: DrainResult = { sent: 0, refused: 0, resealed: 0, stopped: null, remaining: this.size };
     if (this.draining) return { ...result, stopped: 'busy' };
     this.draining = true;
     const url = readingsUrl(relayUrl);
     let budget = this.maxPerDrain;
+    let lost = 0;
     try {
       while (budget > 0 && result.stopped === null) {
-        const head = this.ordered()[0];
-        if (!head) break;
-        const [i, slot] = head;
-        let done = 0;
-        for (const env of slot.envs) {
-          if (budget === 0) break;
-          budget--;
-          let status: number;
-          try {
-            status = (await this.transport.request('POST', url, env, 'application/cbor')).status;
-          } catch (e) {
-            result.stopped = e instanceof IotkxError ? e.code : 'transport-error';
-            break;
-          }
-          if (ACKED.includes(status)) { result.sent++; this.stats.sent++; }
-          else if (REFUSED.includes(status)) { result.refused++; this.stats.refused++; }
-          else { result.stopped = `http-${status}`; break; }
-          done++;
+        const env = this.front();
+        if (!env) break;
+        budget--;
+        let status: number;
+        try {
+          status = (await this.transport.request('POST', url, env, 'application/cbor')).status;
+        } catch (e) {
+          result.stopped = e instanceof IotkxError ? e.code : 'transport-error';
+          break;
         }
-        if (done > 0) this.dropFront(i, slot.gen, slot.envs.slice(0, done));
+        if (ACKED.includes(status)) {
+          result.sent++; this.stats.sent++; this.sentUnsaved++;
+          this.consume(env);
+        } else if (REFUSED.includes(status)) {
+          result.refused++; this.stats.refused++;
+          this.consume(env);
+        } else if (status === SQUATTED) {
+          if (result.resealed >= MAX_RESEALS_PER_DRAIN) { result.stopped = 'squatted'; break; }
+          const fresh = this.reseal(env, sealer ?? this.sealer);
+          if (fresh === 'lost') { result.refused++; this.stats.refused++; lost++; this.consume(env); continue; }
+          if (!fresh) { result.stopped = 'cannot-reseal'; break; }
+          result.resealed++; this.stats.resealed++;
+          this.replace(env, fresh);
+        } else {
+          result.stopped = `http-${status}`;
+          break;
+        }
       }
     } finally {
       this.draining = false;
-      if (result.sent > 0 || result.refused > 0) this.saveStats();
     }
+    // The relay did not take everything: what RAM holds goes to storage now (one write), so a
+    // power cut during an outage loses at most the readings since the last failed drain.
+    const failed = result.stopped !== null;
+    if (failed) this.spill();
+    if (result.refused > 0 || result.resealed > 0 || lost > 0 || this.sentUnsaved >= STATS_EVERY_SENT || (failed && this.sentUnsaved > 0)) this.saveStats();
     result.remaining = this.size;
     return result;
-  }
-
-  /** Remove `gone` from the front of slot i if it still holds generation `gen` (one write). */
-  private dropFront(i: number, gen: number, gone: Uint8Array[]): void {
-    const cur = this.ring.get(i);
-    if (!cur || cur.gen !== gen) return; // overwritten meanwhile (queue full): already dropped
-    let n = 0;
-    while (n < gone.length && n < cur.envs.length && cur.envs[n] === gone[n]) n++;
-    if (n === cur.envs.length) this.removeSlot(i);
-    else if (n > 0) this.writeSlot(i, { ...cur, envs: cur.envs.slice(n) });
   }
 
   /** §6 factory-reset: the queued readings and counters go with the rest of the partition. */
@@ -344,7 +493,11 @@ export class ReadingQueue {
     for (let i = 0; i < MAX_SLOTS; i++) this.storage.delete(this.key(i));
     this.storage.delete(KEY_STATS);
     this.ring.clear();
-    this.stats = { sent: 0, droppedFull: 0, refused: 0 };
+    this.ram = [];
+    this.ramBytes = 0;
+    this.stats = { sent: 0, droppedFull: 0, refused: 0, resealed: 0 };
+    this.sentUnsaved = 0;
     this.keyCache = undefined;
+    this.sealer = undefined;
   }
 }

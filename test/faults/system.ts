@@ -22,6 +22,7 @@ import { toHex } from '../../lib/bytes.js';
 import { decodeEnvelope } from '../../lib/envelope.js';
 import { channelId, dataKeyOf } from '../../lib/ids.js';
 import type { Transport } from '../../lib/platform.js';
+import type { Sensor } from '../../lib/device/sensor.js';
 
 import { sleep, until } from '../helpers/until.js';
 
@@ -67,7 +68,7 @@ export interface FaultSystem {
   relayPort: number;
   receiver: RunningReceiver;
   devices: FaultDevice[];
-  addDevice(name: string, relayBase?: string, over?: Record<string, unknown>): Promise<FaultDevice>;
+  addDevice(name: string, relayBase?: string, over?: Record<string, unknown>, sensor?: Sensor): Promise<FaultDevice>;
   startRelay(): Promise<Relay>;
   restartReceiver(): Promise<RunningReceiver>;
   /** The receiver's K for (device, epoch), or undefined if it holds none. */
@@ -139,7 +140,7 @@ export async function startFaultSystem(opts: FaultSystemOptions = {}): Promise<F
       const r = await receiverSession.publicClient.waitForTransactionReceipt({ hash });
       if (r.status !== 'success') throw new Error(`${fn} reverted`);
     },
-    async addDevice(name, relayBase, over = {}) {
+    async addDevice(name, relayBase, over = {}, sensor) {
       const posts: Post[] = [];
       const inner = nodeTransport({ timeoutMs: 5000 });
       const transport: Transport = {
@@ -153,7 +154,7 @@ export async function startFaultSystem(opts: FaultSystemOptions = {}): Promise<F
           return r;
         },
       };
-      const nd = startNodeDevice({ dir: join(dir, 'devices'), name, transport, maxSleepMs: 300 });
+      const nd = startNodeDevice({ dir: join(dir, 'devices'), name, transport, maxSleepMs: 300, sensor });
       const address = nd.address as Address;
       await sys.enroll(address);
       await fund(deployer, address, parseEther('1'));

@@ -28,7 +28,7 @@ let fake: http.Server;
 let upstreamUrl: string;
 const relays: Relay[] = [];
 async function relay(over: Partial<RelayOptions['limits']> = {}): Promise<Relay> {
-  const r = await startRelay({ upstreamUrl, chainId: 31337, contract: CONTRACT, dbPath: join(tmp, `${n++}.db`), logLevel: 'silent', limits: { rateLimit: false, ...over } });
+  const r = await startRelay({ upstreamUrl, chainId: 31337, contract: CONTRACT, dbPath: join(tmp, `${n++}.db`), logLevel: 'silent', requireChannel: false, limits: { rateLimit: false, ...over } });
   relays.push(r);
   return r;
 }

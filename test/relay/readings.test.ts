@@ -6,13 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { keccak256, toBytes, bytesToHex } from 'viem';
-import { privateKeyToAccount } from 'viem/accounts';
 import { encodeEnvelope } from '../../lib/envelope.js';
-import { startAnvil, type Anvil } from '../../hosts/chain/anvil.js';
 import { startRelay, type Relay } from '../../hosts/relay/server.js';
 import type { RelayOptions } from '../../hosts/relay/config.js';
-import { call, request, waitReceipt } from './helpers.js';
+import { request } from './helpers.js';
 
 const CONTRACT = '0x5fbdb2315678afecb367f032d93f642f64180aa3';
 const tmp = mkdtempSync(join(tmpdir(), 'relay-readings-'));
@@ -20,8 +17,8 @@ let n = 0;
 const newDb = () => join(tmp, `${n++}.db`);
 const open: Relay[] = [];
 async function relayAt(dbPath: string, over: Partial<RelayOptions> = {}): Promise<Relay> {
-  // The upstream is not needed for readings unless the channel check is on.
-  const r = await startRelay({ upstreamUrl: 'http://127.0.0.1:9', chainId: 31337, contract: CONTRACT, dbPath, logLevel: 'silent', ...over });
+  // The upstream is not needed for readings with the channel check off (it is on by default: test/relay/retention.test.ts).
+  const r = await startRelay({ upstreamUrl: 'http://127.0.0.1:9', chainId: 31337, contract: CONTRACT, dbPath, logLevel: 'silent', requireChannel: false, ...over });
   open.push(r);
   return r;
 }
@@ -245,41 +242,5 @@ test('durability: every acknowledged envelope is served again after a restart on
   expect((await post(relay, Buffer.from(acked[0].slice(2), 'hex'))).json).toEqual({ stored: false, duplicate: true });
 });
 
-describe('optional channel check', () => {
-  let anvil: Anvil;
-  let relay: Relay;
-  const device = Uint8Array.from(randomBytes(20));
-  beforeAll(async () => {
-    anvil = await startAnvil();
-    // A stand-in contract whose creation code emits KeyAccepted(device, ...) with topics computed by viem.
-    const topic = keccak256(toBytes('KeyAccepted(address,address,uint64,bytes32,bytes)')).slice(2);
-    const initCode = `0x7f${'00'.repeat(12)}${bytesToHex(device).slice(2)}7f${topic}60006000a200` as const;
-    const acct = privateKeyToAccount(anvil.accounts[0].privateKey);
-    const nonce = Number(BigInt((await call(anvil.rpcUrl, 'eth_getTransactionCount', [acct.address, 'latest'])).result));
-    const raw = await acct.signTransaction({ type: 'eip1559', chainId: anvil.chainId, nonce, data: initCode, gas: 100_000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n });
-    const sent = await call(anvil.rpcUrl, "eth_sendRawTransaction", [raw]);
-    if (!sent.result) throw new Error(JSON.stringify(sent));
-    const hash = sent.result;
-    const receipt = await waitReceipt(anvil.rpcUrl, hash);
-    expect(receipt.logs).toHaveLength(1);
-    relay = await relayAt(newDb(), { upstreamUrl: anvil.rpcUrl, contract: receipt.contractAddress, requireChannel: true });
-  });
-  afterAll(async () => {
-    await anvil?.stop();
-  });
+// The channel check (on by default) is tested against the real contract in test/relay/retention.test.ts.
 
-  test('a device with a KeyAccepted log is stored; one without → 403 no-channel, nothing stored', async () => {
-    expect((await post(relay, envelope({ device }))).status).toBe(202);
-    const r = await post(relay, envelope({ device: new Uint8Array(20).fill(0xee) }));
-    expect(r.status).toBe(403);
-    expect(r.json).toEqual({ error: 'no-channel', message: expect.any(String) });
-    expect(await all(relay)).toHaveLength(1);
-  });
-
-  test('upstream down → 503, nothing stored', async () => {
-    await anvil.stop();
-    const r = await post(relay, envelope({ device: new Uint8Array(20).fill(0xdd) }));
-    expect(r.status).toBe(503);
-    expect(await all(relay)).toHaveLength(1);
-  });
-});

@@ -11,12 +11,19 @@ import type { Storage } from '../../lib/platform.js';
 import { NVS_ENTRIES } from '../../hosts/device-node/storage.js';
 import type { HttpEvent, NvsEvent, SimDevice } from '../../hosts/sim/device.js';
 import { startSystem, type RunningSystem } from '../../hosts/system.js';
+import { nodeTransport } from '../../hosts/device-node/transport.js';
+import { IotkxError } from '../../lib/errors.js';
+import type { Transport as DeviceTransport } from '../../lib/platform.js';
 import { until } from '../helpers/until.js';
 
 // A fleet of the sensor firmware in XS workers against real anvil + KeyExchange + relay +
 // receiver. sim0 runs undisturbed; sim1 and sim2 lose power again and again at NVS steps
 // (after an erase and before its write, after a write, after a delete) during the exchange
-// and while sending readings, and are powered on again from their NVS files.
+// and while sending readings, and are powered on again from their NVS files. Their network
+// drops every third readings POST, so their queues spill to NVS (a failed drain writes the
+// RAM queue, flash wear: issue 18) and cuts fall on queue writes too; sim0 keeps its queue in
+// RAM. Readings only in RAM at a cut are an allowed gap (§7); acknowledged or spilled ones
+// must all arrive.
 jest.setTimeout(240_000);
 
 const CUTS_PER_DEVICE = 16;
@@ -57,11 +64,25 @@ function queued(d: SimDevice): string[] {
   return q.envelopes().map((e) => { const x = decodeEnvelope(e); return key(x.epoch, x.seq); });
 }
 
+/** Addresses (lowercase hex, no 0x) of the devices whose readings POSTs fail now and then. */
+const flaky = new Set<string>();
+let flakyPosts = 0;
+const inner = nodeTransport();
+const transport: DeviceTransport = {
+  async request(method, url, body, ct) {
+    if (method === 'POST' && url.endsWith('/v1/readings') && body && flaky.has(Buffer.from(decodeEnvelope(body).device).toString('hex'))) {
+      if (flakyPosts++ % 3 === 0) throw new IotkxError('transport-error', 'network dropped (test)');
+    }
+    return inner.request(method, url, body, ct);
+  },
+};
+
 beforeAll(async () => {
   sys = await startSystem({
     dataDir: dir, devices: 3, intervalSec: 1, blockTime: 1, offerTtlBlocks: 60,
-    sim: { maxSleepMs: 500, cut, onHttp: (e) => http.push(e) },
+    sim: { maxSleepMs: 500, cut, onHttp: (e) => http.push(e), transport },
   });
+  for (const d of sys.devices.slice(1)) flaky.add(d.address.slice(2).toLowerCase());
 }, 120_000);
 afterAll(async () => {
   await sys?.stop();
