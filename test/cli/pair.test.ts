@@ -95,14 +95,14 @@ test('pair --json: provisioned, enrolled, funded, active; label as PNG and SVG',
   const r = await run(['pair', '--port', c.port, '--yes', '--interval', '2', '--exchanges', '5', '--label-dir', path.join(dir, 'labels'), '--json']);
   if (r.code !== 0) throw new Error(`pair failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
   A = r.json.device;
-  expect(A.toLowerCase()).toBe(c.address);
+  expect(A).toBe(c.address); // EIP-55 in sim's registry and pair's result alike
   expect(r.json).toMatchObject({ state: 'active', receiver: info.receiverAddress, contract: info.contract, chainId: info.chainId, relayUrl: info.relayRpcUrl });
   // The order on chain: enroll, then funding (both from the operator), after provisioning.
   expect(await pc.getTransactionCount({ address: info.operatorAddress })).toBe(opNonce + 2);
   const enroll = await pc.getTransaction({ hash: r.json.enrollTx });
   const fund = await pc.getTransaction({ hash: r.json.fundTx });
   expect([enroll.nonce, fund.nonce]).toEqual([opNonce, opNonce + 1]);
-  expect(fund.to?.toLowerCase()).toBe(c.address);
+  expect(fund.to?.toLowerCase()).toBe(c.address.toLowerCase());
   // Funding = exchanges × offerGas × maxFeePerGas (the device had nothing before).
   const f = r.json.fees;
   expect(BigInt(r.json.funded)).toBe(5n * BigInt(f.offerGas) * BigInt(f.maxFeePerGas));

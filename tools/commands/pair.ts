@@ -244,7 +244,7 @@ async function pair(o: PairOpts): Promise<void> {
           if (after.state === 'unprovisioned') throw e;
         }
         const after = await dev.identity();
-        if (after.address !== id.address) throw new CliError(EXIT.device, 'device-changed', `the device on ${o.port} changed (now ${after.address}): nothing enrolled`);
+        if (after.address !== id.address) throw new CliError(EXIT.device, 'device-changed', `the device on ${o.port} changed (now ${getAddress(after.address)}): nothing enrolled`);
         if (after.state === 'unprovisioned') throw new CliError(EXIT.device, 'not-provisioned', 'the device acknowledged provisioning but still reports unprovisioned: nothing enrolled');
       });
     }

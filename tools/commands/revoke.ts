@@ -3,6 +3,7 @@
  * device's address must be typed, or given with --confirm).
  */
 import type { Command } from 'commander';
+import { getAddress } from 'viem';
 import { connectChain, checkContract, readChannel, sendContract, signer } from '../chain.js';
 import { confirm, need, Out, readKeyHex, resolveSettings, type GlobalOpts } from '../context.js';
 import { refused, usageError } from '../errors.js';
@@ -52,17 +53,18 @@ makes a new identity. The device's address must be typed, or passed with --confi
       const dev = new ConsoleSession(o.port, { timeoutMs: 5000 });
       try {
         const id = await dev.identity();
+        const shown = getAddress(id.address);
         if (o.confirm !== undefined) {
           if (!/^0x[0-9a-fA-F]{40}$/.test(o.confirm)) throw usageError(`--confirm ${o.confirm} is not an address`);
-          if (o.confirm.toLowerCase() !== id.address) throw refused('bad-confirmation', `--confirm ${o.confirm} is not the address of the device on ${o.port} (${id.address}): nothing wiped`);
+          if (o.confirm.toLowerCase() !== id.address) throw refused('bad-confirmation', `--confirm ${o.confirm} is not the address of the device on ${o.port} (${shown}): nothing wiped`);
         } else {
-          out.note(`device on ${o.port}: ${id.address} (state ${id.state})`);
+          out.note(`device on ${o.port}: ${shown} (state ${id.state})`);
           await confirm(`This erases the device's key, configuration and queued readings. Type its address to confirm:`, { expect: id.address });
         }
         await out.step('factory reset', () => dev.request('factory-reset', { confirm: id.address }));
-        out.result({ device: id.address, wiped: true, previousState: id.state }, () => {
-          out.line(`wiped ${id.address}; it makes a new identity at its next boot.`);
-          if (id.state !== 'unprovisioned') out.line(`revoke the old address if it was enrolled: iotkx revoke ${id.address}`);
+        out.result({ device: shown, wiped: true, previousState: id.state }, () => {
+          out.line(`wiped ${shown}; it makes a new identity at its next boot.`);
+          if (id.state !== 'unprovisioned') out.line(`revoke the old address if it was enrolled: iotkx revoke ${shown}`);
         });
       } finally {
         dev.close();
