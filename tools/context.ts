@@ -39,6 +39,8 @@ export interface Settings {
   receiverAddress?: Address;
   operatorKeyFile?: string;
   receiverKeyFile?: string;
+  /** The block the contract was deployed in (where its event history starts), if known. */
+  deploymentBlock?: number;
   /** The join file that was read, if any. */
   systemFile?: string;
   /** Simulator consoles a join file lists (helper code may add them), as port specs. */
@@ -67,7 +69,7 @@ export function resolveSettings(o: GlobalOpts, env: NodeJS.ProcessEnv = process.
   const haveSystem = existsSync(systemFile);
   if (haveSystem) sys = readJson(systemFile, 'join file');
   const depFile = o.deployment ?? env.IOTKX_DEPLOYMENT ?? DEFAULT_DEPLOYMENT_FILE;
-  let dep: { rpcUrl?: string; chainId?: number; address?: string } = {};
+  let dep: { rpcUrl?: string; chainId?: number; address?: string; block?: number } = {};
   if ((o.deployment || env.IOTKX_DEPLOYMENT) && !existsSync(depFile)) throw usageError(`deployment record ${depFile} does not exist`);
   if (existsSync(depFile)) {
     try {
@@ -92,6 +94,7 @@ export function resolveSettings(o: GlobalOpts, env: NodeJS.ProcessEnv = process.
     receiverAddress: address(o.receiver ?? env.IOTKX_RECEIVER ?? sys.receiverAddress, 'receiver'),
     operatorKeyFile: o.operatorKeyFile ?? env.IOTKX_OPERATOR_KEY_FILE ?? sys.operatorKeyFile,
     receiverKeyFile: o.receiverKeyFile ?? env.IOTKX_RECEIVER_KEY_FILE ?? sys.receiverKeyFile,
+    deploymentBlock: [sys.deploymentBlock, dep.block].find((b) => Number.isInteger(b) && b >= 0),
     systemFile: haveSystem ? systemFile : undefined,
     consoles: Array.isArray(sys.consoles) ? sys.consoles : undefined,
   };

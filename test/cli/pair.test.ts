@@ -109,7 +109,11 @@ test('pair --json: provisioned, enrolled, funded, active; label as PNG and SVG',
   expect(fund.value).toBe(BigInt(r.json.funded));
   expect(await channel(A)).toMatchObject({ enrolled: true, epoch: 1n, state: 2 });
   expect(fs.readFileSync(r.json.label.png).subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-  expect(fs.readFileSync(r.json.label.svg, 'utf8')).toMatch(/<svg[\s\S]*<\/svg>/);
+  const svg = fs.readFileSync(r.json.label.svg, 'utf8');
+  expect(svg).toMatch(/<svg[\s\S]*<\/svg>/);
+  // The sticker prints the address and the chain under the code.
+  expect(svg).toContain(`>${A}</text>`);
+  expect(svg).toContain(`>chain id ${info.chainId}</text>`);
   expect(r.json.label.uri).toBe(`ethereum:${A}@${info.chainId}`);
 });
 
@@ -157,13 +161,17 @@ test('status --port --json: chain, receiver and console agree', async () => {
   expect(r.json.console).toMatchObject({ state: 'active', epoch: '1' });
 });
 
-test('revoke: the channel is no longer enrolled; revoking again is refused', async () => {
+test('revoke: the channel is no longer enrolled; revoking again says already revoked (exit 5)', async () => {
   const r = await run(['revoke', A, '--yes', '--json']);
   expect(r.code).toBe(0);
   expect((await channel(A)).enrolled).toBe(false);
   const again = await run(['revoke', A, '--yes', '--json']);
   expect(again.code).toBe(5);
-  expect(again.json.error).toBe('not-enrolled');
+  expect(again.json).toMatchObject({ ok: false, error: 'already-revoked', exit: 5 });
+  expect(again.json.message).toMatch(new RegExp(`device ${A} is already revoked from receiver ${info.receiverAddress} \\(block \\d+, tx 0x[0-9a-f]{64}\\): nothing sent`));
+  // A device that was never enrolled is another thing: not-enrolled.
+  const never = await run(['revoke', consoles[1].address, '--yes', '--json']);
+  expect(never.json).toMatchObject({ error: 'not-enrolled', exit: 5 });
 });
 
 test('--resume: a device provisioned by an interrupted pairing is enrolled, funded and becomes active', async () => {

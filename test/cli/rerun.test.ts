@@ -143,7 +143,13 @@ test('sim warns about kept identities; sim --fresh gives a new one that pairs wi
   await stopSim();
   const fresh = await startSim(['--fresh']);
   expect(getAddress(fresh.address)).not.toBe(A);
-  const r = await run(['pair', '--port', fresh.port, '--yes', '--interval', '2', '--exchanges', '5', '--label-dir', path.join(dir, 'labels'), '--json']);
+  // As a user types it (no --json), stdout a pipe: the QR is plain Unicode, no ANSI escapes.
+  const r = await run(['pair', '--port', fresh.port, '--yes', '--interval', '2', '--exchanges', '5', '--label-dir', path.join(dir, 'labels')]);
   if (r.code !== 0) throw new Error(`second pair failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-  expect(r.json).toMatchObject({ device: getAddress(fresh.address), state: 'active', receiver: info.receiverAddress });
+  const B = getAddress(fresh.address);
+  expect(r.stdout).toContain(`paired: ${B} is active`);
+  expect(r.stdout).toContain(`receiver   ${info.receiverAddress}`);
+  expect(r.stdout).toMatch(/[█▀▄]/);
+  expect(r.stdout).not.toMatch(/\x1b/);
+  expect(fs.readFileSync(path.join(dir, 'labels', `${B}.svg`), 'utf8')).toContain(`>chain id ${info.chainId}</text>`);
 });

@@ -292,7 +292,7 @@ async function pair(o: PairOpts): Promise<void> {
 
     // 6. Label.
     mkdirSync(o.labelDir, { recursive: true });
-    const label = await renderLabel(device, c.chainId, join(o.labelDir, device));
+    const label = await renderLabel(device, c.chainId, join(o.labelDir, device), { tty: !!process.stdout.isTTY });
     const result = {
       device, publicKey: id.publicKey, firmware: id.firmware, state, receiver, contract, chainId: c.chainId,
       relayUrl: deviceRelayUrl, enrollTx, fundTx, funded: pre.topUp.toString(),
