@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { getAddress } from 'viem';
-import { background, BIN, cleanEnv, iotkx, ROOT, type Background } from './run.js';
+import { background, BIN, cleanEnv, iotkx, ROOT, until, type Background } from './run.js';
 
 jest.setTimeout(600_000);
 
@@ -76,6 +76,9 @@ afterAll(async () => {
 
 let first: { port: string; address: string };
 let A: string;
+/** The first readings of the first identity: the sensor's series to compare the next identity's with. */
+let firstValues: string[] = [];
+const series = (lines: string) => lines.split('\n').filter((l) => l.startsWith('{')).slice(0, 3).map((l) => { const { temp, rh } = JSON.parse(l).values; return `${temp}/${rh}`; });
 
 test('sim prints the exact pair command; host:port without tcp:// is a usage error that names tcp://', async () => {
   first = await startSim([]);
@@ -119,6 +122,8 @@ test('readings --follow follows the receiver to its new port after `npm start --
   expect(new Set(seen).size).toBe(seen.length);
   expect(await follow.stop()).toBe(0);
   follow = undefined;
+  firstValues = series((await run(['readings', A, '--json'])).stdout);
+  expect(firstValues).toHaveLength(3);
 });
 
 test('after a restart without --keep, pairing the old simulated identity says it belongs to the old system and what to do', async () => {
@@ -152,4 +157,11 @@ test('sim warns about kept identities; sim --fresh gives a new one that pairs wi
   expect(r.stdout).toMatch(/[█▀▄]/);
   expect(r.stdout).not.toMatch(/\x1b/);
   expect(fs.readFileSync(path.join(dir, 'labels', `${B}.svg`), 'utf8')).toContain(`>chain id ${info.chainId}</text>`);
+  // Another identity under the same name (sim0): another sensor series, not the previous run's again.
+  const next = await until('three readings from the new identity', async () => {
+    const v = series((await run(['readings', B, '--json'])).stdout);
+    return v.length === 3 ? v : undefined;
+  }, 120_000);
+  expect(firstValues).toHaveLength(3);
+  expect(next).not.toEqual(firstValues);
 });

@@ -5,6 +5,7 @@
  * Engines: `xs` (default) runs the sensor firmware (devices/sensor) in an XS worker per device, through
  * hosts/sim; `node` runs lib/device directly on Node (tools/sim-console.ts), lighter and quicker to start.
  */
+import { createHash, randomInt } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -51,15 +52,22 @@ Identities persist in --dir across runs: after restarting \`npm start\` (a new c
         for (const f of wiped) rmSync(join(dir, f), { force: true });
         if (wiped.length) out.note(`--fresh: removed ${wiped.length} device storage file(s) from ${dir}: new identities`);
       }
+      // Ctrl-C at any time stops the devices cleanly: during start-up, or as soon as a caller read the ports.
+      const stopped = new Promise<void>((resolveStop) => {
+        const stop = () => resolveStop();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
       const consoles: SimConsole[] = [];
       const stopAll = async () => { for (const c of consoles) await c.stop().catch(() => undefined); };
       try {
         await out.step(`starting ${o.devices} simulated device(s) (${o.engine})`, async (update) => {
           for (let i = 0; i < o.devices; i++) {
             const port = o.basePort ? o.basePort + i : undefined;
+            // Sensors are seeded per identity (xs: from the address, hosts/sim; node: from the stored identity, or at random for a new one).
             consoles.push(o.engine === 'xs'
-              ? await startXsConsole({ dir, name: `sim${i}`, seed: i + 1, port, maxSleepMs: o.maxSleep })
-              : await startSimConsole({ dir, name: `sim${i}`, seed: i + 1, port, maxSleepMs: o.maxSleep }));
+              ? await startXsConsole({ dir, name: `sim${i}`, port, maxSleepMs: o.maxSleep })
+              : await startSimConsole({ dir, name: `sim${i}`, seed: storedSeed(join(dir, `sim${i}.json`)), port, maxSleepMs: o.maxSleep }));
             update(`${i + 1} of ${o.devices}`);
           }
         });
@@ -95,11 +103,7 @@ Identities persist in --dir across runs: after restarting \`npm start\` (a new c
         }
         out.line('Ctrl-C stops them.');
       });
-      await new Promise<void>((resolveStop) => {
-        const stop = () => resolveStop();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await stopped;
       out.note('stopping simulated devices…');
       await stopAll();
       rmSync(regFile, { force: true });
@@ -108,6 +112,18 @@ Identities persist in --dir across runs: after restarting \`npm start\` (a new c
 
 /** The simulator's files in its directory: device storage (XS: <name>.nvs.json, node: <name>.json, and temporaries) and the registry. */
 const SIM_FILE = /^(sim[0-9]+\.(nvs\.)?json(\..+)?|consoles\.json)$/;
+
+/**
+ * The node engine's sensor seed, per identity: a domain-separated hash of the stored identity record (the
+ * series reveals nothing of the key), random for a device that has none yet.
+ */
+function storedSeed(file: string): number {
+  try {
+    const id = (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>).id;
+    if (typeof id === 'string' && id) return createHash('sha256').update('iotkx-sim-sensor-seed').update(id).digest().readUInt32BE(0);
+  } catch { /* a new device */ }
+  return randomInt(2 ** 32);
+}
 
 /** The pid of a live `iotkx sim` whose registry is in dir, else undefined. */
 function runningSim(dir: string): number | undefined {
@@ -126,14 +142,14 @@ function runningSim(dir: string): number | undefined {
 }
 
 /** A device of helper code's XS simulator (hosts/sim): the firmware itself, its console on a TCP port. */
-async function startXsConsole(o: { dir: string; name: string; seed: number; port?: number; maxSleepMs: number }): Promise<SimConsole> {
+async function startXsConsole(o: { dir: string; name: string; port?: number; maxSleepMs: number }): Promise<SimConsole> {
   let mod: typeof import('../../hosts/sim/device.js');
   try {
     mod = await import('../../hosts/sim/device.js');
   } catch (e) {
     throw new CliError(EXIT.failure, 'no-xs-sim', `the XS simulator (hosts/sim) did not load: ${(e as Error).message}`, 'use --engine node');
   }
-  const d = await mod.SimDevice.start({ dir: o.dir, name: o.name, sensorSeed: o.seed, consolePort: o.port ?? 0, maxSleepMs: o.maxSleepMs });
+  const d = await mod.SimDevice.start({ dir: o.dir, name: o.name, consolePort: o.port ?? 0, maxSleepMs: o.maxSleepMs });
   if (d.bootError) {
     await d.stop();
     throw new CliError(EXIT.device, d.bootError.code, `simulated device ${o.name} refused to boot: ${d.bootError.message}`, `remove ${o.dir} (or --fresh) to start over`);
