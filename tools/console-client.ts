@@ -4,6 +4,7 @@
  * unsolicited line (`{"event": ...}`) or boot chatter on a serial line never answers a request.
  *
  * Errors are ConsoleError with a stable code:
+ *   bad-port        not a console address (e.g. host:port without tcp://: the fix is named);
  *   connect-failed  nothing at that port (refused, no such device, permission);
  *   timeout         no reply in time (after the retries);
  *   not-iotkx       the other end talks, but not iotkx console JSON (garbage, other JSON, HTTP…);
@@ -14,7 +15,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { addressHex, addressOf } from '../lib/address.js';
 import { hexToBytes } from '../lib/bytes.js';
 
-export type ConsoleErrorCode = 'connect-failed' | 'timeout' | 'not-iotkx' | 'closed' | 'device-error';
+export type ConsoleErrorCode = 'bad-port' | 'connect-failed' | 'timeout' | 'not-iotkx' | 'closed' | 'device-error';
 
 export class ConsoleError extends Error {
   constructor(readonly code: ConsoleErrorCode, message: string, readonly deviceCode?: string, readonly reply?: Record<string, unknown>) {
@@ -48,6 +49,17 @@ interface Link {
 interface Pending {
   resolve(v: Record<string, unknown>): void;
   reject(e: Error): void;
+}
+
+/**
+ * A `host:port` given where a console is expected is a simulator console without its scheme: opening it as
+ * a serial port would only say "No such file or directory". Returns the tcp:// form, else undefined.
+ * (COM3, /dev/ttyUSB0 and tcp://… never match.)
+ */
+export function tcpSuggestion(port: string): string | undefined {
+  if (port.startsWith('tcp://')) return undefined;
+  const m = /^(?:[a-z][a-z0-9+.-]*:\/\/)?((?:[a-z0-9.-]+|\[[0-9a-f:.]+\]):[0-9]{1,5})\/?$/i.exec(port);
+  return m ? `tcp://${m[1]}` : undefined;
 }
 
 export function describePort(port: string): string {
@@ -132,6 +144,8 @@ export class ConsoleClient {
 
   static async open(port: string, opts: ConsoleOptions = {}): Promise<ConsoleClient> {
     const o: Required<ConsoleOptions> = { timeoutMs: 5000, retries: 2, baudRate: 115200, connectTimeoutMs: 5000, ...opts };
+    const tcp = tcpSuggestion(port);
+    if (tcp) throw new ConsoleError('bad-port', `${port} is not a serial port: a simulator console is addressed as ${tcp} (e.g. \`iotkx pair --port ${tcp}\`)`);
     const link = port.startsWith('tcp://') ? await openTcp(port, o.connectTimeoutMs) : await openSerial(port, o.baudRate);
     const c = new ConsoleClient(port, link, o);
     // A newline first ends any partial line the device holds from before we connected.

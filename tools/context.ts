@@ -39,6 +39,8 @@ export interface Settings {
   receiverAddress?: Address;
   operatorKeyFile?: string;
   receiverKeyFile?: string;
+  /** The block the contract was deployed in (where its event history starts), if known. */
+  deploymentBlock?: number;
   /** The join file that was read, if any. */
   systemFile?: string;
   /** Simulator consoles a join file lists (helper code may add them), as port specs. */
@@ -67,7 +69,7 @@ export function resolveSettings(o: GlobalOpts, env: NodeJS.ProcessEnv = process.
   const haveSystem = existsSync(systemFile);
   if (haveSystem) sys = readJson(systemFile, 'join file');
   const depFile = o.deployment ?? env.IOTKX_DEPLOYMENT ?? DEFAULT_DEPLOYMENT_FILE;
-  let dep: { rpcUrl?: string; chainId?: number; address?: string } = {};
+  let dep: { rpcUrl?: string; chainId?: number; address?: string; block?: number } = {};
   if ((o.deployment || env.IOTKX_DEPLOYMENT) && !existsSync(depFile)) throw usageError(`deployment record ${depFile} does not exist`);
   if (existsSync(depFile)) {
     try {
@@ -92,6 +94,7 @@ export function resolveSettings(o: GlobalOpts, env: NodeJS.ProcessEnv = process.
     receiverAddress: address(o.receiver ?? env.IOTKX_RECEIVER ?? sys.receiverAddress, 'receiver'),
     operatorKeyFile: o.operatorKeyFile ?? env.IOTKX_OPERATOR_KEY_FILE ?? sys.operatorKeyFile,
     receiverKeyFile: o.receiverKeyFile ?? env.IOTKX_RECEIVER_KEY_FILE ?? sys.receiverKeyFile,
+    deploymentBlock: [sys.deploymentBlock, dep.block].find((b) => Number.isInteger(b) && b >= 0),
     systemFile: haveSystem ? systemFile : undefined,
     consoles: Array.isArray(sys.consoles) ? sys.consoles : undefined,
   };
@@ -207,4 +210,60 @@ export async function confirm(question: string, opts: { yes?: boolean; expect?: 
   } finally {
     rl.close();
   }
+}
+
+/* ---------- display ---------- */
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+/** Every 20-byte address in a JSON-like value in EIP-55 case (the case every CLI command shows, §9 allows it). */
+export function eip55Deep<T>(v: T): T {
+  if (typeof v === 'string') return (ADDRESS.test(v) ? getAddress(v) : v) as T;
+  if (Array.isArray(v)) return v.map((x) => eip55Deep(x)) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, eip55Deep(x)])) as T;
+  return v;
+}
+
+/** `2026-12-03T13:14:00Z (12 s ago)` for a time in ms since the epoch. */
+export function formatTime(ms: number, now = Date.now()): string {
+  const iso = new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const d = Math.round((now - ms) / 1000);
+  const span = (s: number) => (s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : s < 172_800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86_400)} d`);
+  return `${iso} (${d >= 0 ? `${span(d)} ago` : `in ${span(-d)}`})`;
+}
+
+/** Keys whose numbers are times: ms since the epoch (`at`, `…At`, `…Ms`), or seconds for the reading's `t`. */
+const TIME_KEY = /^(at|t|time)$|(At|Ms|Time)$/;
+
+/**
+ * A key-value block for humans: nested objects indented under their key, times as RFC 3339 plus "N s ago",
+ * addresses EIP-55, null as "-". `fmt` may render a key its own way (return undefined to fall through).
+ */
+export function keyValueLines(v: Record<string, unknown>, indent = '  ', fmt?: (key: string, value: unknown) => string | undefined): string[] {
+  const lines: string[] = [];
+  const width = Math.max(12, ...Object.keys(v).map((k) => k.length + 1));
+  for (const [k, x] of Object.entries(v)) {
+    const own = fmt?.(k, x);
+    if (own !== undefined) lines.push(`${indent}${k.padEnd(width)} ${own}`);
+    else if (x !== null && typeof x === 'object' && !Array.isArray(x)) {
+      const entries = Object.entries(x as Record<string, unknown>);
+      if (!entries.length) lines.push(`${indent}${k.padEnd(width)} -`);
+      else {
+        lines.push(`${indent}${k}:`);
+        lines.push(...keyValueLines(x as Record<string, unknown>, `${indent}  `, fmt));
+      }
+    } else lines.push(`${indent}${k.padEnd(width)} ${scalarText(k, x)}`);
+  }
+  return lines;
+}
+
+function scalarText(k: string, x: unknown): string {
+  if (x === null || x === undefined) return '-';
+  if (Array.isArray(x)) return x.length ? x.map((e) => (typeof e === 'object' && e !== null ? JSON.stringify(eip55Deep(e)) : scalarText('', e))).join(', ') : '-';
+  if (typeof x === 'number' && TIME_KEY.test(k)) {
+    if (x > 1e11 && x < 1e14) return formatTime(x);
+    if (k === 't' && x > 1e8 && x < 1e11) return formatTime(x * 1000);
+  }
+  if (typeof x === 'string' && ADDRESS.test(x)) return getAddress(x);
+  return String(x);
 }

@@ -11,6 +11,7 @@ export function consoleFailure(e: unknown): never {
     if (e.code === 'device-error' && e.deviceCode === 'already-provisioned') {
       throw new CliError(EXIT.refused, 'already-provisioned', e.message, 're-provisioning needs a factory reset (`iotkx factory-reset --port …`); a pairing that stopped half-way continues with `iotkx pair --resume`');
     }
+    if (e.code === 'bad-port') throw new CliError(EXIT.usage, 'bad-port', e.message, 'simulator consoles are tcp://host:port (`iotkx sim` prints them); boards are serial ports (`iotkx devices` lists them)');
     throw new CliError(EXIT.device, e.code === 'device-error' ? (e.deviceCode ?? 'device-error') : e.code, e.message);
   }
   throw e;

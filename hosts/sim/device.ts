@@ -48,6 +48,7 @@ export interface HttpEvent {
 export interface SimDeviceOptions {
   dir: string;
   name: string;
+  /** Seed of the synthetic sensor; default: the device's identity (its address), so each identity has its own series. */
   sensorSeed?: number;
   transport?: Transport;
   /** Longest sleep between ticks, ms (tests shorten it). */
@@ -94,7 +95,9 @@ export class SimDevice {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly transport: Transport;
-  private readonly sensor;
+  private sensor: ReturnType<typeof syntheticSensor> | undefined;
+  /** The identity the sensor was seeded from (a factory reset makes a new identity, and a new series). */
+  private sensorFor = '';
   private stopped = false;
   private rebooting: Promise<void> | undefined;
 
@@ -102,7 +105,6 @@ export class SimDevice {
     mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE }); // holds identity keys
     this.nvs = new SimNvs(path.join(opts.dir, `${opts.name}.nvs.json`));
     this.transport = opts.transport ?? nodeTransport();
-    this.sensor = syntheticSensor(opts.sensorSeed);
   }
 
   static async start(opts: SimDeviceOptions): Promise<SimDevice> {
@@ -110,6 +112,15 @@ export class SimDevice {
     if (opts.consolePort !== null) await d.listen(opts.consolePort ?? 0);
     await d.powerOn();
     return d;
+  }
+
+  /** The sensor, seeded per identity unless a seed was given. */
+  private sensorNow() {
+    if (!this.sensor || (this.opts.sensorSeed === undefined && this.sensorFor !== this.address)) {
+      this.sensor = syntheticSensor(this.opts.sensorSeed ?? identitySeed(this.address));
+      this.sensorFor = this.address;
+    }
+    return this.sensor;
   }
 
   get running(): boolean {
@@ -215,7 +226,7 @@ export class SimDevice {
       nvsDelete: guard((k: string) => storageOp(() => this.nvs.delete(k))),
       random: guard((n: number) => new Uint8Array(randomBytes(n))),
       now: guard(() => Date.now()),
-      sensor: guard(() => this.sensor.read()),
+      sensor: guard(() => this.sensorNow().read()),
       log: guard((line: string) => { this.opts.log?.(`${this.opts.name}: ${line}`); }),
       http: guard(async (method: 'GET' | 'POST', url: string, body: Uint8Array | null, ct: string | null) => {
         const ev: HttpEvent = { device: this.opts.name, method, url, body };
@@ -272,13 +283,18 @@ export class SimDevice {
 
 class PowerCutSignal extends Error {}
 
+/** A 32-bit sensor seed from a device address (its first 4 bytes: an address is already a hash); random before there is one. */
+export function identitySeed(address: string): number {
+  return /^0x[0-9a-fA-F]{8}/.test(address) ? Number.parseInt(address.slice(2, 10), 16) >>> 0 : Math.floor(Math.random() * 2 ** 32);
+}
+
 export interface SimFleetOptions extends Omit<SimDeviceOptions, 'name' | 'sensorSeed'> {
   prefix?: string;
   /** Devices booted at once (each start spawns an XS worker and makes or loads a key). */
   concurrency?: number;
 }
 
-/** n simulated devices `<prefix><i>` in one directory, each with its own sensor seed. */
+/** n simulated devices `<prefix><i>` in one directory, each sensor seeded from its device's identity. */
 export async function startSimFleet(n: number, opts: SimFleetOptions): Promise<SimDevice[]> {
   await simBundle();
   const out: SimDevice[] = new Array(n);
@@ -286,7 +302,7 @@ export async function startSimFleet(n: number, opts: SimFleetOptions): Promise<S
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      out[i] = await SimDevice.start({ ...opts, name: `${opts.prefix ?? 'dev'}${i}`, sensorSeed: i + 1 });
+      out[i] = await SimDevice.start({ ...opts, name: `${opts.prefix ?? 'dev'}${i}` });
     }
   };
   try {

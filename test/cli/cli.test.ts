@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { getAddress } from 'viem';
 import { ConsoleClient, ConsoleError, readIdentity } from '../../tools/console-client.js';
 import { buildProgram } from '../../tools/program.js';
 import { background, BIN, cleanEnv, iotkx, until } from './run.js';
@@ -155,6 +156,20 @@ test('flash without the Moddable SDK → exit 8 with what to install; with it, r
   expect(none.stderr).toMatch(/Moddable SDK 8\.x/);
   expect(none.stderr).toMatch(/ESP-IDF v6\.0/);
   expect(none.stderr).toMatch(/source \$IDF_PATH\/export\.sh/);
+  // Step 3 of the hint is a build the console works with.
+  expect(none.stderr).toMatch(/3\. then: +iotkx flash --port \S+ --platform esp32 --release/);
+
+  // --dry-run prints the exact command whatever is missing; exit 8 still says it could not run yet.
+  const manifest0 = path.join(dir, 'dry-manifest.json');
+  fs.writeFileSync(manifest0, '{}');
+  const dry = await iotkx(['flash', '--port', '/dev/ttyUSB3', '--manifest', manifest0, '--dry-run'], { cwd: dir });
+  expect(dry.code).toBe(8);
+  expect(dry.stdout).toContain(`UPLOAD_PORT=/dev/ttyUSB3 mcconfig -d -m -p esp32 ${manifest0}`);
+  expect(dry.stderr).toMatch(/MODDABLE is not set/);
+  expect(dry.stderr).toMatch(/debug build .* needs --release/);
+  const dryJson = await iotkx(['flash', '--port', '/dev/ttyUSB3', '--manifest', manifest0, '--release', '--dry-run', '--json'], { cwd: dir });
+  expect(dryJson.code).toBe(8);
+  expect(dryJson.json).toMatchObject({ command: ['mcconfig', '-m', '-p', 'esp32', manifest0], ran: false, ready: false });
 
   // A stand-in mcconfig records how it was called, then fails or succeeds as told.
   const bin = path.join(dir, 'bin');
@@ -168,9 +183,42 @@ test('flash without the Moddable SDK → exit 8 with what to install; with it, r
   expect(ok.code).toBe(0);
   expect(JSON.parse(ok.stdout.trim().split('\n').pop()!)).toMatchObject({ ran: true, uploadPort: '/dev/ttyUSB7' });
   expect(fs.readFileSync(log, 'utf8').trim()).toBe(`/dev/ttyUSB7 -d -m -p esp32/nodemcu ${manifest}`);
+  // With everything present, a dry run prints the command and exits 0 without running mcconfig.
+  fs.rmSync(log, { force: true });
+  const ready = await iotkx(['flash', '--port', '/dev/ttyUSB7', '--manifest', manifest, '--release', '--dry-run'], { cwd: dir, env: env({}) });
+  expect(ready.code).toBe(0);
+  expect(ready.stdout).toContain(`UPLOAD_PORT=/dev/ttyUSB7 ${path.join(bin, 'mcconfig')} -m -p esp32 ${manifest}`);
+  expect(fs.existsSync(log)).toBe(false);
   const failed = await iotkx(['flash', '--port', '/dev/ttyUSB7', '--manifest', manifest], { cwd: dir, env: env({ FAKE_EXIT: '3' }) });
   expect(failed.code).toBe(1);
   expect(failed.stderr).toMatch(/mcconfig failed \(exit code 3\)/);
+});
+
+test('status formats the console\'s report: nested objects indented, times as RFC 3339 and "ago", addresses EIP-55', async () => {
+  const at = Date.now() - 42_000;
+  const s = await scripted((l, sock) => {
+    const { id, cmd } = JSON.parse(l);
+    const reply = cmd === 'identity'
+      ? { address: ADDR, publicKey: PUB, firmware: 'f', state: 'active' }
+      : { state: 'active', epoch: '1', pendingEpoch: null, lastError: { code: 'transport-error', message: 'relay down' }, relayReachable: false,
+        readings: { queued: 2, sent: 7, dropped: 0 }, lastReading: { epoch: '1', seq: '9', at }, keyVersion: 1, txToday: 1, lastAction: 'idle', tickError: null };
+    sock.write(`${JSON.stringify({ id, ok: true, ...reply })}\n`);
+  });
+  try {
+    const r = await iotkx(['status', '--port', `tcp://127.0.0.1:${s.port}`], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`device ${getAddress(ADDR)}`);
+    expect(r.stdout).not.toMatch(/[{}]/); // no raw JSON objects in the key-value list
+    expect(r.stdout).not.toContain(String(at)); // no millisecond timestamps
+    expect(r.stdout).toMatch(/^ +lastReading:\n +epoch +1\n +seq +9\n +at +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(4\d s ago\)$/m);
+    expect(r.stdout).toMatch(/^ +lastError:\n +code +transport-error\n +message +relay down$/m);
+    expect(r.stdout).toMatch(/^ +pendingEpoch +-$/m);
+    const j = await iotkx(['status', '--port', `tcp://127.0.0.1:${s.port}`, '--json'], { cwd: dir });
+    expect(j.json.device).toBe(getAddress(ADDR));
+    expect(j.json.console.lastReading.at).toBe(at); // JSON keeps the numbers
+  } finally {
+    await s.close();
+  }
 });
 
 describe('console client (§6 framing)', () => {
@@ -233,14 +281,15 @@ test('sim --engine node: consoles listed by `devices`; factory-reset needs the d
     const untyped = await iotkx(['factory-reset', '--port', c.port], { cwd: dir });
     expect(untyped.code).toBe(2);
     const st = await iotkx(['status', '--port', c.port, '--json'], { cwd: dir });
-    expect(st.json.device.toLowerCase()).toBe(c.address);
+    expect(st.json.device).toBe(c.address); // EIP-55 in every command (the registry, devices, status)
+    expect(c.address).toBe(getAddress(c.address));
 
     const reset = await iotkx(['factory-reset', '--port', c.port, '--confirm', c.address.toUpperCase().replace('0X', '0x'), '--json'], { cwd: dir });
     expect(reset.code).toBe(0);
     expect(reset.json).toMatchObject({ device: c.address, wiped: true });
     const after = await until('a new identity', async () => {
       const r = await iotkx(['status', '--port', c.port, '--json'], { cwd: dir });
-      return r.code === 0 && r.json.device.toLowerCase() !== c.address ? r.json : undefined;
+      return r.code === 0 && r.json.device !== c.address ? r.json : undefined;
     }, 30_000);
     expect(after.console.state).toBe('unprovisioned');
   } finally {

@@ -95,21 +95,25 @@ test('pair --json: provisioned, enrolled, funded, active; label as PNG and SVG',
   const r = await run(['pair', '--port', c.port, '--yes', '--interval', '2', '--exchanges', '5', '--label-dir', path.join(dir, 'labels'), '--json']);
   if (r.code !== 0) throw new Error(`pair failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
   A = r.json.device;
-  expect(A.toLowerCase()).toBe(c.address);
+  expect(A).toBe(c.address); // EIP-55 in sim's registry and pair's result alike
   expect(r.json).toMatchObject({ state: 'active', receiver: info.receiverAddress, contract: info.contract, chainId: info.chainId, relayUrl: info.relayRpcUrl });
   // The order on chain: enroll, then funding (both from the operator), after provisioning.
   expect(await pc.getTransactionCount({ address: info.operatorAddress })).toBe(opNonce + 2);
   const enroll = await pc.getTransaction({ hash: r.json.enrollTx });
   const fund = await pc.getTransaction({ hash: r.json.fundTx });
   expect([enroll.nonce, fund.nonce]).toEqual([opNonce, opNonce + 1]);
-  expect(fund.to?.toLowerCase()).toBe(c.address);
+  expect(fund.to?.toLowerCase()).toBe(c.address.toLowerCase());
   // Funding = exchanges × offerGas × maxFeePerGas (the device had nothing before).
   const f = r.json.fees;
   expect(BigInt(r.json.funded)).toBe(5n * BigInt(f.offerGas) * BigInt(f.maxFeePerGas));
   expect(fund.value).toBe(BigInt(r.json.funded));
   expect(await channel(A)).toMatchObject({ enrolled: true, epoch: 1n, state: 2 });
   expect(fs.readFileSync(r.json.label.png).subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-  expect(fs.readFileSync(r.json.label.svg, 'utf8')).toMatch(/<svg[\s\S]*<\/svg>/);
+  const svg = fs.readFileSync(r.json.label.svg, 'utf8');
+  expect(svg).toMatch(/<svg[\s\S]*<\/svg>/);
+  // The sticker prints the address and the chain under the code.
+  expect(svg).toContain(`>${A}</text>`);
+  expect(svg).toContain(`>chain id ${info.chainId}</text>`);
   expect(r.json.label.uri).toBe(`ethereum:${A}@${info.chainId}`);
 });
 
@@ -157,13 +161,17 @@ test('status --port --json: chain, receiver and console agree', async () => {
   expect(r.json.console).toMatchObject({ state: 'active', epoch: '1' });
 });
 
-test('revoke: the channel is no longer enrolled; revoking again is refused', async () => {
+test('revoke: the channel is no longer enrolled; revoking again says already revoked (exit 5)', async () => {
   const r = await run(['revoke', A, '--yes', '--json']);
   expect(r.code).toBe(0);
   expect((await channel(A)).enrolled).toBe(false);
   const again = await run(['revoke', A, '--yes', '--json']);
   expect(again.code).toBe(5);
-  expect(again.json.error).toBe('not-enrolled');
+  expect(again.json).toMatchObject({ ok: false, error: 'already-revoked', exit: 5 });
+  expect(again.json.message).toMatch(new RegExp(`device ${A} is already revoked from receiver ${info.receiverAddress} \\(block \\d+, tx 0x[0-9a-f]{64}\\): nothing sent`));
+  // A device that was never enrolled is another thing: not-enrolled.
+  const never = await run(['revoke', consoles[1].address, '--yes', '--json']);
+  expect(never.json).toMatchObject({ error: 'not-enrolled', exit: 5 });
 });
 
 test('--resume: a device provisioned by an interrupted pairing is enrolled, funded and becomes active', async () => {

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { getAddress } from 'viem';
 import { ConsoleClient, readIdentity } from '../console-client.js';
 import { Out, resolveSettings, type GlobalOpts } from '../context.js';
 import { DEFAULT_SIM_DIR, REGISTRY } from './sim.js';
@@ -72,7 +73,7 @@ export function registerDevices(program: Command): void {
         try {
           c = await ConsoleClient.open(e.port, { timeoutMs: o.consoleTimeout, retries: 0, connectTimeoutMs: o.consoleTimeout });
           const id = await readIdentity(c);
-          Object.assign(e, { address: id.address, state: id.state, firmware: id.firmware });
+          Object.assign(e, { address: getAddress(id.address), state: id.state, firmware: id.firmware });
         } catch (err) {
           e.error = (err as Error).message;
         } finally {

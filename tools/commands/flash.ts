@@ -15,7 +15,8 @@ export const INSTALL_HELP = `To flash a board you need:
      built for your host, with  export MODDABLE=<path to moddable>  and  export PATH=$MODDABLE/build/bin/<lin|mac|win>/release:$PATH
   2. ESP-IDF v6.0: https://docs.espressif.com/projects/esp-idf/ (Get Started), installed with its install.sh,
      then in the same shell:  source $IDF_PATH/export.sh
-  3. then:  iotkx flash --port /dev/ttyUSB0 --platform esp32   (esp32/<board> for a specific board, e.g. esp32/nodemcu)`;
+  3. then:  iotkx flash --port /dev/ttyUSB0 --platform esp32 --release   (esp32/<board> for a specific board, e.g. esp32/nodemcu;
+     --release: a debug build gives the serial port to xsbug, and \`iotkx pair\` needs it for the console)`;
 
 function onPath(exe: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
@@ -53,7 +54,7 @@ export function registerFlash(program: Command): void {
     .option('--platform <platform>', 'Moddable platform (esp32, esp32/<board>, esp32/esp32c3, …)', 'esp32')
     .option('--manifest <file>', 'firmware manifest (default: manifests/sensor.json)')
     .option('--release', 'release build (no -d debug, no xsbug connection)')
-    .option('--dry-run', 'check prerequisites and print the command without running it')
+    .option('--dry-run', 'print the command without running it, and check prerequisites (exit 0 ready, 8 something missing)')
     .action(async (o: { port: string; platform: string; manifest?: string; release?: boolean; dryRun?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOpts;
       const out = new Out(!!g.json);
@@ -63,17 +64,23 @@ export function registerFlash(program: Command): void {
       const mcconfig = onPath('mcconfig');
       if (!mcconfig) missing.push('mcconfig is not on PATH');
       if (o.platform.startsWith('esp32') && !process.env.IDF_PATH) missing.push('IDF_PATH is not set (ESP-IDF not installed, or `source $IDF_PATH/export.sh` not run in this shell)');
-      if (missing.length) {
-        throw new CliError(EXIT.missingTool, 'missing-sdk', `cannot flash: ${missing.join('; ')}`, INSTALL_HELP);
-      }
+      const missingError = () => new CliError(EXIT.missingTool, 'missing-sdk', `cannot flash: ${missing.join('; ')}`, INSTALL_HELP);
+      if (missing.length && !o.dryRun) throw missingError();
       const manifest = findManifest(o.manifest);
       const args = [...(o.release ? [] : ['-d']), '-m', '-p', o.platform, manifest];
       const env = { ...process.env, UPLOAD_PORT: o.port };
-      out.note(`UPLOAD_PORT=${o.port} ${mcconfig} ${args.join(' ')}`);
+      const shown = `UPLOAD_PORT=${o.port} ${mcconfig ?? 'mcconfig'} ${args.join(' ')}`;
+      if (!o.release) out.note('note: a debug build (no --release) gives the serial port to xsbug: `iotkx pair` needs --release to reach the console');
       if (o.dryRun) {
-        out.result({ command: [mcconfig, ...args], uploadPort: o.port, ran: false });
+        // The command is printed whatever is missing; the exit code says whether it could run (0) or not (8).
+        out.result({ command: [mcconfig ?? 'mcconfig', ...args], uploadPort: o.port, ran: false, ready: !missing.length, missing }, () => {
+          out.line(shown);
+          out.line(missing.length ? '(dry run: not run; it could not run yet, see below)' : '(dry run: not run; prerequisites present)');
+        });
+        if (missing.length) throw missingError();
         return;
       }
+      out.note(shown);
       const code = await new Promise<number | null>((resolve, reject) => {
         // mcconfig's own output is the progress; with --json it goes to stderr so stdout stays one JSON line.
         const child = spawn(mcconfig!, args, { env, stdio: ['inherit', g.json ? process.stderr : 'inherit', 'inherit'] });

@@ -17,7 +17,47 @@ import {
 import { confirm, need, Out, readKeyHex, resolveSettings, type GlobalOpts } from '../context.js';
 import { chainError, CliError, EXIT, refused, usageError } from '../errors.js';
 import { renderLabel } from '../label.js';
+import { tcpSuggestion } from '../console-client.js';
 import { ConsoleSession } from '../session.js';
+
+/**
+ * Why a provisioned device is not this system's (empty: nothing says so). The console's status and the
+ * chain tell: a device that offered epoch E, or signed N transactions, on its chain has a record of it on
+ * that chain; this chain has none (not enrolled to this receiver, a lower epoch, fewer transactions). And a
+ * device that cannot reach its relay while this system's relay answers was given another relay. A chain or
+ * console that does not answer proves nothing: the ordinary checks report it later.
+ */
+async function provisionedElsewhere(dev: ConsoleSession, t: { rpcUrl: string; chainId?: number; contract: Address; receiver: Address; device: Address; relayBase?: string }): Promise<string[] & { chainId?: number }> {
+  const reasons: string[] & { chainId?: number } = [];
+  let st: Record<string, unknown>;
+  let c;
+  try {
+    st = await dev.request('status');
+    c = await connectChain(t.rpcUrl, t.chainId);
+  } catch {
+    return reasons;
+  }
+  reasons.chainId = c.chainId;
+  let ch;
+  let txCount: number;
+  try {
+    ch = await readChannel(c, t.contract, t.device, t.receiver);
+    txCount = await c.pc.getTransactionCount({ address: t.device });
+  } catch {
+    return reasons;
+  }
+  if (ch.enrolled) return reasons; // this system enrolled it: it is ours (an interrupted pairing, or a paired device)
+  const num = (v: unknown) => (typeof v === 'string' && /^[0-9]+$/.test(v) ? BigInt(v) : typeof v === 'number' ? BigInt(v) : 0n);
+  const deviceEpoch = [st.epoch, st.pendingEpoch].map(num).reduce((a, b) => (a > b ? a : b), 0n);
+  if (deviceEpoch > ch.epoch) reasons.push(`it reports key epoch ${deviceEpoch}, this chain has ${ch.epoch === 0n ? 'no offer from it to this receiver' : `epoch ${ch.epoch}`}`);
+  const nonce = num(st.nextNonce);
+  if (nonce > BigInt(txCount)) reasons.push(`it has signed ${nonce} transaction(s), this chain knows ${txCount} from it`);
+  if (st.relayReachable === false && t.relayBase) {
+    const ours = await fetch(`${t.relayBase}/healthz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false);
+    if (ours) reasons.push(`it cannot reach its relay, while this system's relay (${t.relayBase}) answers`);
+  }
+  return reasons;
+}
 
 export const intArg = (min: number, max = Number.MAX_SAFE_INTEGER) => (v: string) => {
   if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new InvalidArgumentError(`expected an integer in [${min}, ${max}]`);
@@ -114,7 +154,7 @@ async function pair(o: PairOpts): Promise<void> {
     }
     network = { ssid: o.wifiSsid, password };
   }
-  const isSerial = !o.port.startsWith('tcp://');
+  const isSerial = !o.port.startsWith('tcp://') && !tcpSuggestion(o.port);
   if (isSerial && /^https?:\/\/(127\.|localhost|\[::1\])/.test(deviceRelayUrl)) {
     out.note(`warning: the device will reach the relay at ${deviceRelayUrl}, a loopback address: a board on Wi-Fi cannot. Pass --device-relay-url http://<this machine's LAN address>:<port>/rpc`);
   }
@@ -126,6 +166,21 @@ async function pair(o: PairOpts): Promise<void> {
     const device = getAddress(id.address) as Address;
     out.note(`device ${device} (firmware ${id.firmware}, state ${id.state})`);
     const provisioned = id.state !== 'unprovisioned';
+    if (provisioned) {
+      // A device provisioned for another system (a restarted `npm start`: a new chain, contract or receiver)
+      // can never work here, whatever --resume does: say so, and what to do.
+      const elsewhere = await out.step('checking which system the device is provisioned for', () => provisionedElsewhere(dev, {
+        rpcUrl, chainId: s.chainId, contract, receiver, device, relayBase: s.relayUrl,
+      }));
+      if (elsewhere.length) {
+        const sim = o.port.startsWith('tcp://');
+        throw refused('provisioned-elsewhere',
+          `device ${device} is provisioned for another system, not this one (chain ${elsewhere.chainId ?? s.chainId ?? '?'}, contract ${contract}, receiver ${receiver}${s.systemFile ? `, from ${s.systemFile}` : ''}): ${elsewhere.join('; ')}. Nothing sent on chain`,
+          sim
+            ? `a simulated device from an earlier run: stop \`iotkx sim\` and start it again with \`iotkx sim --fresh\` (new identities), then pair the port it prints; or wipe just this one with \`iotkx factory-reset --port ${o.port} --confirm ${device}\` and pair again`
+            : `wipe it with \`iotkx factory-reset --port ${o.port} --confirm ${device}\` (it makes a new identity), then pair it again; revoke the old address on its old system if that still runs`);
+      }
+    }
     if (provisioned && !o.resume) {
       throw refused('already-provisioned', `device ${device} is already provisioned (state ${id.state}): not pairing it, nothing sent on chain`,
         're-provisioning needs a factory reset (`iotkx factory-reset --port …`); if an earlier `iotkx pair` stopped after provisioning, use --resume');
@@ -189,7 +244,7 @@ async function pair(o: PairOpts): Promise<void> {
           if (after.state === 'unprovisioned') throw e;
         }
         const after = await dev.identity();
-        if (after.address !== id.address) throw new CliError(EXIT.device, 'device-changed', `the device on ${o.port} changed (now ${after.address}): nothing enrolled`);
+        if (after.address !== id.address) throw new CliError(EXIT.device, 'device-changed', `the device on ${o.port} changed (now ${getAddress(after.address)}): nothing enrolled`);
         if (after.state === 'unprovisioned') throw new CliError(EXIT.device, 'not-provisioned', 'the device acknowledged provisioning but still reports unprovisioned: nothing enrolled');
       });
     }
@@ -237,7 +292,7 @@ async function pair(o: PairOpts): Promise<void> {
 
     // 6. Label.
     mkdirSync(o.labelDir, { recursive: true });
-    const label = await renderLabel(device, c.chainId, join(o.labelDir, device));
+    const label = await renderLabel(device, c.chainId, join(o.labelDir, device), { tty: !!process.stdout.isTTY });
     const result = {
       device, publicKey: id.publicKey, firmware: id.firmware, state, receiver, contract, chainId: c.chainId,
       relayUrl: deviceRelayUrl, enrollTx, fundTx, funded: pre.topUp.toString(),

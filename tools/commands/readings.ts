@@ -13,7 +13,7 @@ export function registerReadings(program: Command): void {
   program.command('readings')
     .argument('<device>', 'device address')
     .summary('decrypted readings of a device (table, or JSON lines with --json)')
-    .description('Prints the readings the receiver decrypted for <device>, in (epoch, seq) order. --json prints one JSON object per line ({epoch, seq, values, receivedAt}); --follow keeps printing new ones.')
+    .description('Prints the readings the receiver decrypted for <device>, in (epoch, seq) order. --json prints one JSON object per line ({epoch, seq, values, receivedAt}); --follow keeps printing new ones; when the receiver stops answering it re-reads the join file, so it follows a restarted `npm start` to its new port.')
     .option('-f, --follow', 'keep polling for new readings until Ctrl-C')
     .option('--last <n>', 'only the last n readings (before following)', intArg(1))
     .option('--after <cursor>', 'start after this cursor (as returned in `next`)')
@@ -22,11 +22,16 @@ export function registerReadings(program: Command): void {
       const g = cmd.optsWithGlobals() as GlobalOpts;
       const out = new Out(!!g.json);
       const device = parseDevice(deviceArg);
-      const base = need(resolveSettings(g), 'receiverUrl');
+      let base = need(resolveSettings(g), 'receiverUrl');
       let cursor = o.after;
       let printedHeader = false;
+      // The last (epoch, seq) printed: a receiver found anew (a restarted system) may page from the start again.
+      let lastKey: [bigint, bigint] | undefined;
       const print = (rows: Reading[]) => {
         for (const r of rows) {
+          const key: [bigint, bigint] = [BigInt(r.epoch), BigInt(r.seq)];
+          if (lastKey && (key[0] < lastKey[0] || (key[0] === lastKey[0] && key[1] <= lastKey[1]))) continue;
+          lastKey = key;
           if (g.json) {
             process.stdout.write(`${JSON.stringify({ device, epoch: r.epoch, seq: r.seq, values: r.values, receivedAt: r.receivedAt })}\n`);
             continue;
@@ -64,7 +69,18 @@ export function registerReadings(program: Command): void {
         try {
           print(await fetchAll());
         } catch (e) {
-          out.note(`(${(e as Error).message}; retrying)`);
+          // A restarted `npm start` serves the receiver on a new port and rewrites the join file: re-read it.
+          let moved: string | undefined;
+          try {
+            const now = resolveSettings(g).receiverUrl;
+            if (now && now !== base) moved = now;
+          } catch { /* the join file is being rewritten: next time */ }
+          if (moved) {
+            out.note(`(${(e as Error).message}; the join file now names the receiver ${moved}: following it there)`);
+            base = moved;
+            // Cursors are the old receiver's: page again from the start; what was printed is not printed again.
+            cursor = undefined;
+          } else out.note(`(${(e as Error).message}; retrying)`);
         }
       }
     });

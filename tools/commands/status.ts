@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { getAddress, isAddress, type Address } from 'viem';
 import { checkContract, connectChain, eth, readChannel, receiverKeyVersion } from '../chain.js';
-import { Out, resolveSettings, type GlobalOpts } from '../context.js';
+import { eip55Deep, keyValueLines, Out, resolveSettings, type GlobalOpts } from '../context.js';
 import { CliError, EXIT, usageError } from '../errors.js';
 import { listDevices } from '../receiver-api.js';
 import { ConsoleSession } from '../session.js';
@@ -39,7 +39,7 @@ export function registerStatus(program: Command): void {
         const dev = new ConsoleSession(o.port, { timeoutMs: 3000 });
         try {
           const id = await dev.identity();
-          if (device && id.address !== device.toLowerCase()) throw new CliError(EXIT.usage, 'other-device', `the device on ${o.port} is ${id.address}, not ${device}`);
+          if (device && id.address !== device.toLowerCase()) throw new CliError(EXIT.usage, 'other-device', `the device on ${o.port} is ${getAddress(id.address)}, not ${device}`);
           device ??= getAddress(id.address);
           const st = await dev.request('status');
           delete st.id;
@@ -82,7 +82,14 @@ export function registerStatus(program: Command): void {
         }
       }
 
-      out.result(result, () => {
+      const shown = eip55Deep(result);
+      out.result(shown, () => {
+        // Channel times are block numbers; the balance is wei.
+        const fmt = (k: string, x: unknown) => {
+          if (k === 'deviceBalance' && typeof x === 'string') return eth(BigInt(x));
+          if ((k === 'offeredAt' || k === 'acceptedAt') && typeof x === 'string') return x === '0' ? '-' : `block ${x}`;
+          return undefined;
+        };
         const show = (title: string, v: unknown) => {
           if (v === undefined) return;
           out.line(`${title}:`);
@@ -91,15 +98,12 @@ export function registerStatus(program: Command): void {
             for (const d of v) out.line(`  ${d.device}  ${String(d.state).padEnd(8)} epoch ${d.epoch ?? '-'}  readings ${d.readings}  gaps ${d.gaps}`);
             return;
           }
-          for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-            const text = k === 'deviceBalance' ? eth(BigInt(x as string)) : typeof x === 'object' && x !== null ? JSON.stringify(x) : String(x);
-            out.line(`  ${k.padEnd(18)} ${text}`);
-          }
+          for (const l of keyValueLines(v as Record<string, unknown>, '  ', fmt)) out.line(l);
         };
         if (device) out.line(`device ${device}`);
-        show('chain', result.chain);
-        show('receiver', result.receiver);
-        show('console', result.console);
+        show('chain', shown.chain);
+        show('receiver', shown.receiver);
+        show('console', shown.console);
       });
       if (errors.length) {
         const e = errors[0];
