@@ -31,6 +31,13 @@ const int = (v: string | undefined, fallback: number, name: string) => {
   return n;
 };
 
+// Ctrl-C while the system is still starting must not kill the process with services half up (anvil, xsnap
+// workers, the data-dir lock): note it, let start-up finish or fail, then stop cleanly.
+let interrupted = false;
+const early = () => { interrupted = true; console.log('\nCtrl-C: stopping once start-up is done…'); };
+process.on('SIGINT', early);
+process.on('SIGTERM', early);
+
 const system = await startSystem({
   dataDir: values['data-dir'] ?? env.IOTKX_DATA_DIR ?? '.iotkx/run',
   keep: values.keep ?? ['1', 'true', 'yes'].includes(String(env.IOTKX_KEEP ?? '').toLowerCase()),
@@ -87,5 +94,8 @@ const shutdown = async () => {
   console.log('stopped.');
   process.exit(0);
 };
+process.off('SIGINT', early);
+process.off('SIGTERM', early);
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);
+if (interrupted) void shutdown();

@@ -113,6 +113,16 @@ describe('npm start and its data directory (spawned as a user runs it)', () => {
     expect(fs.readdirSync(dir)).toEqual(['notes.txt']);
   });
 
+  test('Ctrl-C during start-up stops cleanly: exit 0, the lock released, no process left behind', async () => {
+    const dir = path.join(tmp(), 'run');
+    const s = npmStart(['--devices', '1', '--data-dir', dir]);
+    await until('start-up under way', () => s.output().includes('chain: anvil'), 60_000, 50);
+    s.child.kill('SIGINT');
+    expect(await s.exited).toBe(0);
+    expect(s.output()).toContain('stopped.');
+    expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
+  });
+
   test('a second start on a running system is refused; --keep resumes chain, receiver and devices', async () => {
     const dir = path.join(tmp(), 'run');
     const first = npmStart(['--devices', '1', '--interval', '1', '--data-dir', dir, '--keep']);
