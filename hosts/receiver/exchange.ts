@@ -87,7 +87,7 @@ export interface ExchangeHooks {
 interface EpochRow {
   device: string; epoch: string; tx_hash: string; key_version: number; wrapped: string; commitment: string;
   state: string; reason: number | null; action_tx: string | null; action_raw: string | null; action_nonce: number | null;
-  action_ms: number | null; attempts: number; k_enc: Buffer | null;
+  action_ms: number | null; attempts: number; k_enc: Buffer | null; signed_block: number | null;
 }
 
 const ACTIVE_STATES = ['seen', 'keyStored', 'acceptSent', 'rejectPending', 'rejectSent'];
@@ -460,8 +460,9 @@ export class Exchange {
     const epoch = unpad(row.epoch);
     const ch = await this.chain.channel(getAddress(row.device));
     if (ch.epoch !== epoch || ch.state !== 1) {
-      // Nothing left to reject on chain (superseded, or already settled): the refusal stands locally.
-      this.set(row, { k_enc: null });
+      // Nothing left to reject on chain (superseded, or already settled): the refusal stands locally. K goes,
+      // unless we signed an acceptance for it (§5.6: then the epoch counts as accepted for readings).
+      if (row.signed_block === null) this.set(row, { k_enc: null });
       return this.finish(row, ch.epoch === epoch && ch.state === 2 ? 'accepted' : 'rejected');
     }
     await this.send(row, 'reject', this.chain.rejectData(getAddress(row.device), epoch, row.reason ?? 3));
@@ -477,8 +478,12 @@ export class Exchange {
       if (row.attempts >= this.cfg.maxAttempts) return this.finish(row, 'failed');
       throw e;
     }
-    // Persist the signed bytes before broadcasting: a restart re-sends these exact bytes.
-    this.set(row, { state: kind === 'accept' ? 'acceptSent' : 'rejectSent', action_tx: tx.hash, action_raw: tx.raw, action_nonce: tx.nonce, action_ms: Date.now() });
+    // Persist the signed bytes before broadcasting: a restart re-sends these exact bytes. From here on an
+    // accepted-for-readings epoch (§5.6): its envelopes are taken whatever becomes of this transaction.
+    this.set(row, {
+      state: kind === 'accept' ? 'acceptSent' : 'rejectSent', action_tx: tx.hash, action_raw: tx.raw, action_nonce: tx.nonce, action_ms: Date.now(),
+      ...(kind === 'accept' && row.signed_block === null ? { signed_block: Number(this.headSeen?.head ?? 0n) } : {}),
+    });
     await this.hooks.beforeBroadcast?.(kind, getAddress(row.device), unpad(row.epoch));
     await this.chain.broadcast(tx.raw);
   }
