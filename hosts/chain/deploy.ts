@@ -21,6 +21,8 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { loadArtifact } from '../../contracts/artifact.js';
 import { EVM_VERSION as EVM_TARGET } from '../../contracts/build.js';
 
+export { EVM_TARGET };
+
 export const DEFAULT_DEPLOYMENT_PATH = '.iotkx/deployment.json';
 
 /** What a host needs to find the contract again (§5.2: devices pin chainId and address). */

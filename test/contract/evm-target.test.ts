@@ -2,6 +2,7 @@
 // the node cannot run (bytecode compiled for a newer EVM) is refused at deploy time with the fix, not later
 // as a receiver crash.
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { iotkx } from '../cli/run.js';
@@ -73,5 +74,31 @@ test('Cancun bytecode on a Shanghai node: deployKeyExchange and verifyDeployment
   const good = await deployKeyExchange(s, 30);
   const ok = await iotkx(['chain', 'status', '--rpc-url', shanghai.rpcUrl, '--contract', good.address, '--json'], { cwd: dir });
   expect(ok.code).toBe(0);
-  expect(ok.json).toMatchObject({ contract: good.address, offerTtlBlocks: 30 });
+  expect(ok.json).toMatchObject({ contract: good.address, offerTtlBlocks: 30, endpoint: { evm: 'shanghai', baseFee: true, push0: true, mcopy: false, missingMethods: [], problems: [] } });
+});
+
+test('iotkx chain status names a method the relay forwards that the node lacks, and exits 4', async () => {
+  // A node in front of the Shanghai anvil that has no eth_feeHistory (as some gateways do).
+  const proxy = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString());
+    const one = async (m: { id: unknown; method: string }) => m.method === 'eth_feeHistory'
+      ? { jsonrpc: '2.0', id: m.id, error: { code: -32601, message: 'the method eth_feeHistory does not exist/is not available' } }
+      : (await fetch(shanghai.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(m) })).json();
+    const answer = Array.isArray(body) ? await Promise.all(body.map(one)) : await one(body);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  try {
+    const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'iotkx-evm-'));
+    const st = await iotkx(['chain', 'status', '--rpc-url', url, '--json'], { cwd: dir });
+    expect(st.code).toBe(4);
+    expect(st.json.endpoint.missingMethods).toEqual(['eth_feeHistory']);
+    expect(st.json.endpoint.problems.join(' ')).toMatch(/lacks methods the relay forwards to devices: eth_feeHistory/);
+  } finally {
+    proxy.closeAllConnections();
+    proxy.close();
+  }
 });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createPublicClient, http } from 'viem';
 import { evmFeatures } from '../../hosts/chain/deploy.js';
 import { startSystem, type RunningSystem } from '../../hosts/system.js';
+import { iotkx } from '../cli/run.js';
 import { ganacheCli, startGanache, type Ganache } from '../helpers/ganache.js';
 import { until } from '../helpers/until.js';
 
@@ -48,6 +49,10 @@ maybe.each([
     const pc = createPublicClient({ transport: http(ganache.rpcUrl) });
     expect(await pc.request({ method: 'web3_clientVersion' as never })).toMatch(/ganache/i);
     expect(await evmFeatures(pc)).toEqual({ push0: true, mcopy: false });
+    // `iotkx chain status` finds it fit: Shanghai, every method the relay forwards, the contract's code runs.
+    const st = await iotkx(['chain', 'status', '--rpc-url', ganache.rpcUrl, '--contract', sys.info.contract, '--json'], { cwd: dir });
+    expect(st.code).toBe(0);
+    expect(st.json).toMatchObject({ chainId: 1337, offerTtlBlocks: 60, endpoint: { evm: 'shanghai', missingMethods: [], problems: [] } });
   });
 
   test('every device accepted, readings decrypted', async () => {
