@@ -105,8 +105,11 @@ test('npm start --block-time 0 --confirmations 2 --idle-depth0-after 2: every de
         return res.status === 200 && ((await res.json()) as any).readings.length >= 1;
       }, 90_000, 500);
     }
-    const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
-    expect(devices.map((d) => d.state)).toEqual(['accepted', 'accepted', 'accepted']);
+    // Readings count from the signed acceptance (§5.6); the acceptance itself settles at depth 0 once idle.
+    await until('every acceptance settled', async () => {
+      const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
+      return devices.length === 3 && devices.every((d) => d.state === 'accepted');
+    }, 60_000, 500);
     const health = (await (await fetch(`${info.receiverUrl}/healthz`)).json()) as any;
     expect(health.chain).toMatchObject({ confirmations: 2 });
     expect(out).toMatch(/receiver: no block for \d+ s: the node produces no blocks by itself; acting at depth 0 instead of 2/);
