@@ -120,6 +120,20 @@ export class Exchange {
 
   /** One pass: scan confirmed logs, then advance every unfinished offer. */
   async tick(): Promise<void> {
+    try {
+      await this.pass();
+    } catch (e) {
+      // Say why nothing moves: the last status stays, with the failure as its reason.
+      const st = watcherStatus(this.store);
+      this.store.setMeta('watcher', JSON.stringify({
+        head: null, headIdleSec: null, confirmations: this.cfg.confirmations, actingDepth: this.depth, idle: false, waiting: [],
+        ...st, reason: `watcher pass failed: ${(e as Error).message.split('\n')[0]}`, updatedAt: new Date().toISOString(),
+      } satisfies WatcherStatus));
+      throw e;
+    }
+  }
+
+  private async pass(): Promise<void> {
     this.ttl ??= await this.chain.offerTtlBlocks();
     const head = await this.chain.client.getBlockNumber();
     const now = Date.now();
@@ -153,7 +167,7 @@ export class Exchange {
       const what = `${w.kind === 'offer' ? 'the offer' : `our ${w.kind === 'accept' ? 'acceptance' : 'rejection'}`} of ${w.device} epoch ${w.epoch} ` +
         `(block ${w.block}, ${w.depth} deep)${waits.length > 1 ? ` and ${waits.length - 1} more` : ''}`;
       const idleSec = Math.round(idleMs / 1000);
-      reason = `waiting for ${this.cfg.confirmations} confirmations: ${what}; head ${head}` +
+      reason = `waiting for ${this.cfg.confirmations} confirmation${this.cfg.confirmations === 1 ? '' : 's'}: ${what}; head ${head}` +
         (idleSec >= 5 ? `, no new block for ${idleSec} s` : '') +
         (this.cfg.idleDepthZeroMs > 0
           ? ` (if the node produces no blocks by itself, the receiver acts at depth 0 after ${Math.round(this.cfg.idleDepthZeroMs / 1000)} s without a block)`

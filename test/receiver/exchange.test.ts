@@ -318,6 +318,21 @@ describe('a node that produces no blocks by itself (anvil automine)', () => {
   });
 });
 
+describe('why it waits, when the node does not answer', () => {
+  test('a failed watcher pass is the status reason in /healthz', async () => {
+    const { freePort } = await import('../../hosts/chain/anvil.js');
+    const closed = await freePort();
+    const r = await startReceiver(receiverOpts('main', { rpcUrl: `http://127.0.0.1:${closed}`, publishKey: false, dataDir: join(dir, 'unreachable') }));
+    try {
+      await r.sync();
+      const health = await (await fetch(`${r.url}/healthz`)).json();
+      expect(health.chain.reason).toMatch(/^watcher pass failed: /);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
 describe('reorgs', () => {
   test('an acceptance undone by a reorg deeper than the confirmation depth is detected and made again, with the same K', async () => {
     const d = env.actors.d1;
