@@ -3,13 +3,14 @@
 //           + 20,000 per storage slot that goes from zero to non-zero (EIP-2200 SSTORE_SET).
 // Since Prague a transaction also pays at least the EIP-7623 calldata floor, 21,000 + 10 × tokens with
 // tokens = zeros + 4 × non-zeros; it is shown too, and the higher of the two floors is the floor.
-// Usage: npx tsx bench/gas.ts [--compare-pipelines]
+// Usage: npx tsx bench/gas.ts [--compare-pipelines] [--compare-evm]
+// --compare-evm: the built target (contracts/build.ts EVM_VERSION) beside solc's newest default, same anvil.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { getContract, hexToBytes, toHex, type Address, type Hex, type TransactionReceipt } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { loadArtifact } from '../contracts/artifact.js';
-import { compile, type CompileOptions } from '../contracts/build.js';
+import { compile, EVM_VERSION, type CompileOptions } from '../contracts/build.js';
 import { startAnvil } from '../hosts/chain/anvil.js';
 import { connect, deployKeyExchange } from '../hosts/chain/deploy.js';
 import { channelId, proofFor, signKeyAcceptance, signReceiverKey } from '../hosts/chain/signing.js';
@@ -123,6 +124,11 @@ async function main(): Promise<void> {
     for (const viaIR of [false, true]) {
       console.log(`\n### solc optimizer on, viaIR ${viaIR}\n`);
       console.log(gasTable(await gasBench({ compileOptions: { viaIR } })));
+    }
+  } else if (process.argv.includes('--compare-evm')) {
+    for (const evmVersion of [EVM_VERSION, 'osaka']) {
+      console.log(`\n### solc optimizer on, viaIR, evmVersion ${evmVersion}\n`);
+      console.log(gasTable(await gasBench({ compileOptions: { evmVersion } })));
     }
   } else {
     console.log(gasTable(await gasBench()));

@@ -35,7 +35,7 @@ if (want('xs')) {
 if (want('gas')) {
   await optional('gas.ts', async (m) => {
     const rows = await m.gasBench();
-    sections.push({ title: 'KeyExchange gas (anvil receipts)', header: Object.keys(rows[0]), rows: rows.map((r: any) => Object.values(r).map((v) => (v === undefined ? "" : String(v)))), method: 'gasUsed from receipts on a fresh anvil; floor = 21,000 + calldata (4 gas per zero byte, 16 per non-zero) + 20,000 per storage slot first written.' });
+    sections.push({ title: 'KeyExchange gas (anvil receipts)', header: Object.keys(rows[0]), rows: rows.map((r: any) => Object.values(r).map((v) => (v === undefined ? "" : String(v)))), method: `gasUsed from receipts on a fresh anvil (latest hardfork), contract compiled for evmVersion ${(await import('../contracts/build.js')).EVM_VERSION} (docs/DECISIONS.md "EVM target"; \`npx tsx bench/gas.ts --compare-evm\` sets it beside solc's newest target); floor = 21,000 + calldata (4 gas per zero byte, 16 per non-zero) + 20,000 per storage slot first written.` });
   });
 }
 if (want('relay')) {

@@ -12,6 +12,8 @@ export interface KeyExchangeArtifact {
   bytecode: `0x${string}`;
   deployedBytecode: `0x${string}`;
   solcVersion: string;
+  /** solc `evmVersion` the bytecode targets (contracts/build.ts EVM_VERSION). */
+  evmVersion: string;
 }
 
 export const ARTIFACT_PATH = join(dirname(fileURLToPath(import.meta.url)), 'build', 'KeyExchange.json');

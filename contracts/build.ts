@@ -1,5 +1,5 @@
 // Compiles contracts/KeyExchange.sol with the `solc` npm package (standard JSON) and writes
-//   contracts/build/KeyExchange.json  {abi, bytecode, deployedBytecode, solcVersion}
+//   contracts/build/KeyExchange.json  {abi, bytecode, deployedBytecode, solcVersion, evmVersion}
 //   contracts/build/KeyExchange.ts    typed viem bindings (abi `as const`, bytecode)
 // Skips the compile when the source, settings and compiler are unchanged (hash in build/KeyExchange.hash).
 // Usage: tsx contracts/build.ts [--force]
@@ -22,16 +22,29 @@ export interface CompileOptions {
    *  viaIR saves ~400 gas on offerKey and ~450 on acceptKey (59.4k / 39.2k against 59.8k / 39.7k). */
   viaIR?: boolean;
   optimizerRuns?: number;
+  /** EVM version to target (solc `evmVersion`). The default is the oldest the contract compiles for without a
+   *  deprecation warning: see docs/DECISIONS.md "EVM target". */
+  evmVersion?: string;
 }
 
+/**
+ * The EVM the contract is compiled for. London (EIP-1559, 2021) is the oldest version solc 0.8.37 targets
+ * without deprecating it, and the contract needs nothing newer: `block.chainid` (Istanbul) is the newest opcode
+ * it uses. solc's own default (its newest EVM) emits PUSH0 (Shanghai) and MCOPY (Cancun), which a node or
+ * chain that lags mainnet cannot run (ganache 7: Shanghai; many sidechains and L2s).
+ */
+export const EVM_VERSION = 'london';
+
 /** Default settings: optimizer on; viaIR chosen after measuring both pipelines (see bench/gas.ts). */
-export const DEFAULT_OPTIONS: Required<CompileOptions> = { viaIR: true, optimizerRuns: 10_000 };
+export const DEFAULT_OPTIONS: Required<CompileOptions> = { viaIR: true, optimizerRuns: 10_000, evmVersion: EVM_VERSION };
 
 export interface Artifact {
   abi: unknown[];
   bytecode: `0x${string}`;
   deployedBytecode: `0x${string}`;
   solcVersion: string;
+  /** The `evmVersion` it was compiled for. */
+  evmVersion: string;
 }
 
 /** Compiles the contract in memory; throws with solc's messages on any error. */
@@ -44,6 +57,7 @@ export function compile(options: CompileOptions = {}): Artifact {
     settings: {
       optimizer: { enabled: true, runs: opts.optimizerRuns },
       viaIR: opts.viaIR,
+      evmVersion: opts.evmVersion,
       outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
     },
   };
@@ -58,6 +72,7 @@ export function compile(options: CompileOptions = {}): Artifact {
     bytecode: `0x${c.evm.bytecode.object}`,
     deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
     solcVersion: solc.version(),
+    evmVersion: opts.evmVersion,
   };
 }
 
@@ -77,6 +92,7 @@ function bindings(a: Artifact): string {
     `export const keyExchangeBytecode = '${a.bytecode}' as const;`,
     `export const keyExchangeDeployedBytecode = '${a.deployedBytecode}' as const;`,
     `export const keyExchangeSolcVersion = '${a.solcVersion}';`,
+    `export const keyExchangeEvmVersion = '${a.evmVersion}';`,
     '',
   ].join('\n\n');
 }

@@ -3,10 +3,12 @@
  * relay, simulated devices), a live summary every few seconds, clean stop on Ctrl-C.
  * Flags (or environment): --devices N (IOTKX_DEVICES, 3), --interval S (IOTKX_INTERVAL, 5),
  * --rpc-url URL (IOTKX_RPC_URL: use that node instead of anvil, with IOTKX_DEPLOYER_KEY),
- * --block-time S (1), --data-dir DIR (.iotkx/run; only a directory iotkx made, one system at a time),
- * --keep (IOTKX_KEEP=1: resume the previous run in DIR instead of wiping it), --relay-port N, --relay-host ADDR (127.0.0.1;
- * 0.0.0.0 for boards on the LAN), --receiver-port N, --mqtt URL (IOTKX_MQTT_URL: the receiver publishes
- * every accepted reading there).
+ * --block-time S (1; 0 = automine), --data-dir DIR (.iotkx/run; only a directory iotkx made, one system at a
+ * time), --keep (IOTKX_KEEP=1: resume the previous run in DIR instead of wiping it), --relay-port N,
+ * --relay-host ADDR (127.0.0.1; 0.0.0.0 for boards on the LAN), --receiver-port N, --mqtt URL (IOTKX_MQTT_URL:
+ * the receiver publishes every accepted reading there), --confirmations N (receiver depth: 2, 0 on an automine
+ * embedded anvil), --idle-depth0-after S (30; the receiver acts at depth 0 once the node produced no block
+ * for S seconds; 0 = never).
  */
 import { parseArgs } from 'node:util';
 import type { Hex } from 'viem';
@@ -16,11 +18,12 @@ const { values } = parseArgs({
   options: {
     devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
     'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
-    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, mqtt: { type: 'string' }, help: { type: 'boolean' },
+    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, mqtt: { type: 'string' },
+    confirmations: { type: 'string' }, 'idle-depth0-after': { type: 'string' }, help: { type: 'boolean' },
   },
 });
 if (values.help) {
-  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N] [--mqtt URL]');
+  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N] [--mqtt URL] [--confirmations N] [--idle-depth0-after S]');
   process.exit(0);
 }
 const env = process.env;
@@ -51,7 +54,10 @@ const system = await startSystem({
   relayHost: values['relay-host'] ?? env.IOTKX_RELAY_HOST,
   receiverPort: values['receiver-port'] ? int(values['receiver-port'], 0, 'receiver-port') : undefined,
   mqttUrl: values.mqtt ?? env.IOTKX_MQTT_URL,
+  confirmations: values.confirmations !== undefined ? int(values.confirmations, 2, 'confirmations') : undefined,
+  idleDepthZeroMs: values['idle-depth0-after'] !== undefined ? int(values['idle-depth0-after'], 30, 'idle-depth0-after') * 1000 : undefined,
   log: (line) => console.log(line),
+  receiverLog: (msg, extra) => { if (/depth|reorg|failed/.test(msg)) console.log(`receiver: ${msg}${extra ? ` ${JSON.stringify(extra)}` : ''}`); },
 }).catch((e: Error) => {
   console.error(`iotkx: could not start: ${e.message}`);
   process.exit(1);
@@ -78,7 +84,9 @@ const summary = setInterval(async () => {
       const r = page.readings.at(-1);
       if (r) last = `  latest from ${d.device.slice(0, 10)}…: ${JSON.stringify(r.values)} (epoch ${r.epoch}, seq ${r.seq})`;
     }
-    console.log(`[${new Date().toISOString().slice(11, 19)}] receiver view (dashboard ${system.info.receiverUrl}/):\n${lines.join('\n')}${last ? `\n${last}` : ''}`);
+    const chain = ((await (await fetch(`${system.info.receiverUrl}/healthz`)).json()) as any).chain;
+    const why = chain?.reason ? `\n  receiver: ${chain.reason}` : '';
+    console.log(`[${new Date().toISOString().slice(11, 19)}] receiver view (dashboard ${system.info.receiverUrl}/):\n${lines.join('\n')}${last ? `\n${last}` : ''}${why}`);
   } catch (e) {
     console.log(`summary unavailable: ${(e as Error).message}`);
   }

@@ -37,8 +37,15 @@ export interface SystemOptions {
   /** Use this node instead of starting anvil (needs deployerKey, a funded account). */
   rpcUrl?: string;
   deployerKey?: Hex;
-  /** Seconds per block of the embedded anvil. */
+  /** Seconds per block of the embedded anvil; 0 = automine (a block per transaction, none otherwise). */
   blockTime: number;
+  /**
+   * Receiver confirmation depth (exchange.ts). Default 2, except 0 on an embedded automine anvil (blockTime 0):
+   * a node that mines only our own transactions neither reorgs nor buries anything by itself.
+   */
+  confirmations?: number;
+  /** Receiver: act at depth 0 once the node produced no block for this long (ms; 0 = never; default 30 s). */
+  idleDepthZeroMs?: number;
   offerTtlBlocks: number;
   relayPort?: number;
   /** Interface the relay listens on (default 127.0.0.1; 0.0.0.0 lets boards on the LAN reach it — it holds no secret). */
@@ -47,6 +54,8 @@ export interface SystemOptions {
   /** The receiver publishes every accepted reading to this MQTT broker (hosts/receiver/mqtt.ts). */
   mqttUrl?: string;
   log?: (line: string) => void;
+  /** The receiver's own log lines (why it waits, what it accepted); none by default. */
+  receiverLog?: (msg: string, extra?: Record<string, unknown>) => void;
   /** Extra options for the simulated XS devices (tests: power cuts, HTTP observers, short sleeps). */
   sim?: Partial<SimFleetOptions>;
 }
@@ -99,12 +108,12 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     if (!rpcUrl) {
       // --keep: anvil loads its state from the file and saves it every second and on exit.
       const extraArgs = opts.keep ? ['--state', path.join(dir, 'chain-state.json'), '--state-interval', '1'] : [];
-      anvil = await startAnvil({ blockTime: opts.blockTime, extraArgs });
+      anvil = await startAnvil({ blockTime: opts.blockTime > 0 ? opts.blockTime : undefined, extraArgs });
       stops.push(() => anvil!.stop());
       rpcUrl = anvil.rpcUrl;
       deployerKey = anvil.accounts[0].privateKey;
       operatorKey = anvil.accounts[1].privateKey;
-      log(`chain: anvil at ${rpcUrl} (chain id ${anvil.chainId}, ${opts.blockTime}s blocks)`);
+      log(`chain: anvil at ${rpcUrl} (chain id ${anvil.chainId}, ${opts.blockTime > 0 ? `${opts.blockTime}s blocks` : 'automine: a block per transaction'})`);
     } else {
       if (!deployerKey) throw new Error('an existing node needs IOTKX_DEPLOYER_KEY (a funded account) to deploy and fund');
       operatorKey = deployerKey;
@@ -142,14 +151,17 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     // Services on this machine reach the relay on loopback whatever interface it listens on.
     const relayUrl = `http://127.0.0.1:${relay.port}`;
     log(`relay: ${relay.url}`);
+    const confirmations = opts.confirmations ?? (anvil && opts.blockTime <= 0 ? 0 : 2);
     const receiver = await startReceiver({
       rpcUrl, chainId: deployment.chainId, contract: deployment.address, startBlock: BigInt(deployment.block),
       dataDir: receiverDir, keyFile: receiverKeyFile, relayUrl, pollIntervalMs: 1000,
       http: { port: opts.receiverPort ?? 0 },
       ...(opts.mqttUrl ? { mqtt: { url: opts.mqttUrl } } : {}),
+      exchange: { confirmations, ...(opts.idleDepthZeroMs !== undefined ? { idleDepthZeroMs: opts.idleDepthZeroMs } : {}) },
+      logger: opts.receiverLog,
     });
     stops.push(() => receiver.stop());
-    log(`receiver: ${receiver.url} (account ${receiver.address})`);
+    log(`receiver: ${receiver.url} (account ${receiver.address}, acting at ${confirmations} confirmation${confirmations === 1 ? '' : 's'})`);
     if (opts.mqttUrl) log(`receiver: publishing readings to MQTT ${redactUrl(opts.mqttUrl)} (topics iotkx/<device>/readings)`);
 
     // 4. The operator, authorised by the receiver (§5.2).
@@ -181,7 +193,7 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
           relayUrl: `${relayUrl}/rpc`, chainId: String(deployment.chainId), contract: deployment.address,
           receiver: receiver.address, intervalSec: opts.intervalSec,
           maxFeePerGas: '100000000000', maxPriorityFeePerGas: '2000000000', offerGas: '120000', maxTxPerDay: 24,
-          blockTime: opts.blockTime, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
+          blockTime: opts.blockTime > 0 ? opts.blockTime : 1, backoffMaxSec: 3600, rotation: { maxReadings: 0, maxAgeSec: 0 },
         },
       });
       if (!r.ok) throw new Error(`device ${d.address}: provision refused: ${r.error}: ${r.message}`);

@@ -9,7 +9,7 @@ import {
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { keyExchangeAbi } from '../contracts/build/KeyExchange.js';
-import { chainFor } from '../hosts/chain/deploy.js';
+import { chainFor, probeViews } from '../hosts/chain/deploy.js';
 import { chainError } from './errors.js';
 
 export { keyExchangeAbi };
@@ -59,15 +59,26 @@ export async function connectChain(rpcUrl: string, expectChainId?: number): Prom
   return { rpcUrl, chainId: id, chain, pc };
 }
 
-/** Checks there is a contract answering offerTtlBlocks() at `contract`. */
+/**
+ * Checks there is a KeyExchange at `contract` whose code this node can run: offerTtlBlocks() answers, and so do
+ * the views hosts read (probeViews: bytecode for a newer EVM than the chain's deploys but fails at its first call).
+ */
 export async function checkContract(c: Chainish, contract: Address): Promise<number> {
   const code = await c.pc.getCode({ address: contract }).catch((e) => { throw chainError('chain-unreachable', `reading ${contract}: ${reason(e)}`); });
   if (!code || code === '0x') throw chainError('no-contract', `no contract at ${contract} on chain ${c.chainId}`, 'deploy one with `iotkx chain deploy`, or fix --contract');
+  let ttl: number;
   try {
-    return Number(await c.pc.readContract({ address: contract, abi: keyExchangeAbi, functionName: 'offerTtlBlocks' }));
+    ttl = Number(await c.pc.readContract({ address: contract, abi: keyExchangeAbi, functionName: 'offerTtlBlocks' }));
   } catch (e) {
+    await probeViews(c.pc, contract).catch((p: Error) => {
+      if (/cannot run/.test(p.message)) throw chainError('evm-unsupported', p.message);
+    });
     throw chainError('not-keyexchange', `the contract at ${contract} is not a KeyExchange (${reason(e)})`);
   }
+  await probeViews(c.pc, contract).catch((p: Error) => {
+    throw chainError(/cannot run/.test(p.message) ? 'evm-unsupported' : 'not-keyexchange', p.message);
+  });
+  return ttl;
 }
 
 export interface ChannelInfo {

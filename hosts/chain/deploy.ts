@@ -19,6 +19,9 @@ import {
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { loadArtifact } from '../../contracts/artifact.js';
+import { EVM_VERSION as EVM_TARGET } from '../../contracts/build.js';
+
+export { EVM_TARGET };
 
 export const DEFAULT_DEPLOYMENT_PATH = '.iotkx/deployment.json';
 
@@ -82,21 +85,90 @@ export async function attach(
   return connect(rpcUrl, deployerKey as Hex);
 }
 
-/** Deploys KeyExchange(offerTtlBlocks) and waits for its receipt. */
-export async function deployKeyExchange(s: ChainSession, offerTtlBlocks: number | bigint): Promise<DeploymentRecord> {
-  const { abi, bytecode } = loadArtifact();
-  const hash = await s.walletClient.deployContract({ abi, bytecode, args: [BigInt(offerTtlBlocks)] });
+/**
+ * Deploys KeyExchange(offerTtlBlocks), waits for its receipt, then checks that the node can run the deployed
+ * code (probeViews): a node whose EVM lacks an opcode of the bytecode is reported here, with the fix.
+ * `code` replaces the built artifact (tests deploy variants compiled for another EVM).
+ */
+export async function deployKeyExchange(
+  s: ChainSession, offerTtlBlocks: number | bigint, code?: { abi: readonly unknown[]; bytecode: Hex },
+): Promise<DeploymentRecord> {
+  const { abi, bytecode } = code ?? loadArtifact();
+  const hash = await s.walletClient.deployContract({ abi, bytecode, args: [BigInt(offerTtlBlocks)] } as Parameters<typeof s.walletClient.deployContract>[0]);
   const receipt = await s.publicClient.waitForTransactionReceipt({ hash });
   if (receipt.status !== 'success' || !receipt.contractAddress) {
     throw new Error(`KeyExchange deployment failed in tx ${hash}`);
   }
+  const address = getAddress(receipt.contractAddress);
+  await probeViews(s.publicClient, address);
   return {
     chainId: s.chain.id,
-    address: getAddress(receipt.contractAddress),
+    address,
     block: Number(receipt.blockNumber),
     offerTtlBlocks: Number(offerTtlBlocks),
     rpcUrl: s.rpcUrl,
   };
+}
+
+/**
+ * Which of the opcodes a newer solc target emits the node's EVM runs, found by eth_call of tiny creation codes
+ * (no `to`, nothing deployed): PUSH0 (EIP-3855, Shanghai) and MCOPY (EIP-5656, Cancun). `undefined` when the
+ * node's answer is neither success nor an opcode error (it refuses calls without `to`, say).
+ */
+export async function evmFeatures(publicClient: Pick<PublicClient, 'call'>): Promise<{ push0?: boolean; mcopy?: boolean }> {
+  const runs = async (data: Hex): Promise<boolean | undefined> => {
+    try {
+      await publicClient.call({ data });
+      return true;
+    } catch (e) {
+      const m = e as { details?: string; shortMessage?: string; message?: string };
+      return UNSUPPORTED_OPCODE.test(`${m.details ?? ''} ${m.shortMessage ?? ''} ${m.message ?? ''}`) ? false : undefined;
+    }
+  };
+  const [push0, mcopy] = await Promise.all([
+    runs('0x5f5ff3'), // PUSH0 PUSH0 RETURN
+    runs('0x6000600060005e60006000f3'), // PUSH1 0 ×3, MCOPY, PUSH1 0 ×2, RETURN
+  ]);
+  return { push0, mcopy };
+}
+
+/** Words a node uses for an opcode its EVM does not have (anvil/revm, geth, ganache, Hardhat EDR, Besu, Nethermind). */
+const UNSUPPORTED_OPCODE = /invalid opcode|opcode.*(not|un)(defined|supported|activated|known)|not activated|InvalidFEOpcode|OpcodeNotFound|NotActivated|undefined instruction|bad instruction/i;
+
+/**
+ * Calls the contract's views that touch every code path a host reads (the dispatcher, `offerTtlBlocks`,
+ * `receiverKey` with its bytes copies, `channel`, `isOperator`) at the latest block. Throws an error naming the
+ * cause and the fix when the node cannot run the code: most often bytecode compiled for a newer EVM than the
+ * chain runs (PUSH0 needs Shanghai, MCOPY Cancun), which deploys fine and then fails at the first call.
+ */
+export async function probeViews(publicClient: Pick<PublicClient, 'readContract'>, address: Address): Promise<void> {
+  const abi = loadArtifact().abi;
+  const someone = '0x000000000000000000000000000000000000dEaD' as Address;
+  const calls = [
+    ['offerTtlBlocks', []],
+    ['receiverKey', [someone]],
+    ['channel', [someone, someone]],
+    ['isOperator', [someone, someone]],
+  ] as const;
+  for (const [functionName, args] of calls) {
+    try {
+      await publicClient.readContract({ address, abi, functionName, args } as Parameters<typeof publicClient.readContract>[0]);
+    } catch (e) {
+      const msg = (e as { shortMessage?: string; details?: string; message?: string });
+      const text = `${msg.details ?? ''} ${msg.shortMessage ?? ''} ${msg.message ?? ''}`;
+      const first = (msg.details || msg.shortMessage || msg.message || String(e)).split('\n')[0];
+      if (UNSUPPORTED_OPCODE.test(text)) {
+        throw new Error(
+          `the node cannot run the KeyExchange code at ${address}: ${functionName}() failed with "${first}". ` +
+            `The bytecode uses an opcode this chain's EVM does not have (PUSH0 needs Shanghai, MCOPY Cancun). ` +
+            `Compile for an EVM the chain runs (solc evmVersion; contracts/build.ts targets '${EVM_TARGET}': an older ` +
+            `build or a copy compiled elsewhere may target a newer one), rebuild with \`npm run build:contracts -- --force\` ` +
+            `and deploy again; the chain must be at hardfork ${EVM_TARGET} or later.`,
+        );
+      }
+      throw new Error(`the contract at ${address} does not answer the view ${functionName}(): ${first}`);
+    }
+  }
 }
 
 /** Sends `amount` wei from the session's account to `to` and waits for the receipt. */
@@ -107,20 +179,26 @@ export async function fund(s: ChainSession, to: Address, amount: bigint): Promis
   return hash;
 }
 
-/** Checks that the record's node has the same chain id and a KeyExchange with the same TTL at the address. */
+/**
+ * Checks that the record's node has the same chain id and a KeyExchange with the same TTL at the address, and
+ * that the node can run its code (probeViews).
+ */
 export async function verifyDeployment(s: Pick<ChainSession, 'publicClient'>, rec: DeploymentRecord): Promise<void> {
   const id = await s.publicClient.getChainId();
   if (id !== rec.chainId) throw new Error(`node reports chain id ${id}, deployment record says ${rec.chainId}`);
   const code = await s.publicClient.getCode({ address: rec.address });
   if (!code || code === '0x') throw new Error(`no contract at ${rec.address} on chain ${rec.chainId}`);
-  const ttl = await s.publicClient.readContract({
-    address: rec.address,
-    abi: loadArtifact().abi,
-    functionName: 'offerTtlBlocks',
-  });
+  let ttl: bigint;
+  try {
+    ttl = await s.publicClient.readContract({ address: rec.address, abi: loadArtifact().abi, functionName: 'offerTtlBlocks' });
+  } catch {
+    await probeViews(s.publicClient, rec.address); // names the cause (an opcode the chain lacks) if that is it
+    throw new Error(`the contract at ${rec.address} does not answer offerTtlBlocks(): not a KeyExchange`);
+  }
   if (Number(ttl) !== rec.offerTtlBlocks) {
     throw new Error(`contract at ${rec.address} has offerTtlBlocks ${ttl}, record says ${rec.offerTtlBlocks}`);
   }
+  await probeViews(s.publicClient, rec.address);
 }
 
 export function writeDeployment(rec: DeploymentRecord, path = DEFAULT_DEPLOYMENT_PATH): void {

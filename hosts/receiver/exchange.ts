@@ -32,6 +32,40 @@ export interface ExchangeConfig {
   acceptRate: { max: number; windowMs: number };
   /** Give up on a row after this many failed transaction attempts. Default 5. */
   maxAttempts: number;
+  /**
+   * A node that produces no blocks by itself (anvil without --block-time, ganache or Hardhat automine) never
+   * buries a log or a receipt unless someone else sends a transaction. When the head has not moved for this
+   * long (ms, measured by this receiver), it acts at depth 0 instead of waiting, and says so (status().reason).
+   * 0 = always wait for `confirmations`. Default 30 s: above a missed slot or two of a live chain.
+   */
+  idleDepthZeroMs: number;
+}
+
+/** What the watcher waits for, and why (the /healthz `chain` field, the dashboard status line, the log). */
+export interface WatcherStatus {
+  /** Head block of the node at the last pass. */
+  head: number | null;
+  /** Seconds since this receiver saw the head move. */
+  headIdleSec: number | null;
+  confirmations: number;
+  /** Depth the last pass acted at: `confirmations`, or 0 while the node produces no blocks by itself. */
+  actingDepth: number;
+  /** The node produced no block for `idleDepthZeroMs` (a node that mines only when a transaction arrives). */
+  idle: boolean;
+  /** Offers seen in blocks not yet deep enough, and our transactions whose receipts are not yet deep enough. */
+  waiting: { kind: 'offer' | 'accept' | 'reject'; device: string; epoch: string; block: number; depth: number }[];
+  /** One sentence: why the receiver is waiting (null when it waits for nothing). */
+  reason: string | null;
+  updatedAt: string;
+}
+
+/** The watcher status persisted by the last pass (store meta `watcher`), for the HTTP surfaces. */
+export function watcherStatus(store: Store): WatcherStatus | null {
+  try {
+    return JSON.parse(store.getMeta('watcher') ?? 'null') as WatcherStatus | null;
+  } catch {
+    return null;
+  }
 }
 
 export const DEFAULT_EXCHANGE_CONFIG: Omit<ExchangeConfig, 'startBlock'> = {
@@ -41,6 +75,7 @@ export const DEFAULT_EXCHANGE_CONFIG: Omit<ExchangeConfig, 'startBlock'> = {
   minRemainingBlocks: 2,
   acceptRate: { max: 12, windowMs: 3_600_000 },
   maxAttempts: 5,
+  idleDepthZeroMs: 30_000,
 };
 
 /** Test hooks: throw from one to simulate a crash at that point. */
@@ -52,7 +87,7 @@ export interface ExchangeHooks {
 interface EpochRow {
   device: string; epoch: string; tx_hash: string; key_version: number; wrapped: string; commitment: string;
   state: string; reason: number | null; action_tx: string | null; action_raw: string | null; action_nonce: number | null;
-  action_ms: number | null; attempts: number; k_enc: Buffer | null;
+  action_ms: number | null; attempts: number; k_enc: Buffer | null; signed_block: number | null;
 }
 
 const ACTIVE_STATES = ['seen', 'keyStored', 'acceptSent', 'rejectPending', 'rejectSent'];
@@ -76,11 +111,100 @@ export class Exchange {
     this.me = chain.address;
   }
 
+  /** The head this receiver last saw and when it last saw it move (wall clock of this process). */
+  private headSeen: { head: bigint; sinceMs: number } | undefined;
+  /** Depth the current pass acts at (confirmations, or 0 on an idle node). */
+  private depth = 0;
+  private waits: WatcherStatus['waiting'] = [];
+  private wasIdle = false;
+
   /** One pass: scan confirmed logs, then advance every unfinished offer. */
   async tick(): Promise<void> {
+    try {
+      await this.pass();
+    } catch (e) {
+      // Say why nothing moves: the last status stays, with the failure as its reason.
+      const st = watcherStatus(this.store);
+      this.store.setMeta('watcher', JSON.stringify({
+        head: null, headIdleSec: null, confirmations: this.cfg.confirmations, actingDepth: this.depth, idle: false, waiting: [],
+        ...st, reason: `watcher pass failed: ${(e as Error).message.split('\n')[0]}`, updatedAt: new Date().toISOString(),
+      } satisfies WatcherStatus));
+      throw e;
+    }
+  }
+
+  private async pass(): Promise<void> {
     this.ttl ??= await this.chain.offerTtlBlocks();
-    await this.scan();
+    const head = await this.chain.client.getBlockNumber();
+    const now = Date.now();
+    if (!this.headSeen || this.headSeen.head !== head) this.headSeen = { head, sinceMs: now };
+    const idleMs = now - this.headSeen.sinceMs;
+    const idle = this.cfg.confirmations > 0 && this.cfg.idleDepthZeroMs > 0 && idleMs >= this.cfg.idleDepthZeroMs;
+    this.depth = idle ? 0 : this.cfg.confirmations;
+    this.waits = [];
+    if (this.cfg.confirmations > 0) await this.peekUnconfirmed(head);
+    if (idle !== this.wasIdle) {
+      this.log(idle
+        ? `no block for ${Math.round(idleMs / 1000)} s: the node produces no blocks by itself; acting at depth 0 instead of ${this.cfg.confirmations}`
+        : 'the node produces blocks again: acting at the confirmation depth', { head: String(head), confirmations: this.cfg.confirmations });
+      this.wasIdle = idle;
+    }
+    await this.scan(head);
     await this.advanceAll();
+    this.publishStatus(head, idleMs, idle);
+  }
+
+  /** The current status (also persisted by every pass: watcherStatus(store)). */
+  status(): WatcherStatus | null {
+    return watcherStatus(this.store);
+  }
+
+  private publishStatus(head: bigint, idleMs: number, idle: boolean): void {
+    const waits = this.waits;
+    let reason: string | null = null;
+    if (waits.length > 0) {
+      const w = waits[0];
+      const what = `${w.kind === 'offer' ? 'the offer' : `our ${w.kind === 'accept' ? 'acceptance' : 'rejection'}`} of ${w.device} epoch ${w.epoch} ` +
+        `(block ${w.block}, ${w.depth} deep)${waits.length > 1 ? ` and ${waits.length - 1} more` : ''}`;
+      const idleSec = Math.round(idleMs / 1000);
+      reason = `waiting for ${this.cfg.confirmations} confirmation${this.cfg.confirmations === 1 ? '' : 's'}: ${what}; head ${head}` +
+        (idleSec >= 5 ? `, no new block for ${idleSec} s` : '') +
+        (this.cfg.idleDepthZeroMs > 0
+          ? ` (if the node produces no blocks by itself, the receiver acts at depth 0 after ${Math.round(this.cfg.idleDepthZeroMs / 1000)} s without a block)`
+          : ' (depth-0 fallback off: mine blocks, give the node a block time, or lower --confirmations)');
+    } else if (idle) {
+      reason = `the node has produced no block for ${Math.round(idleMs / 1000)} s (it mines only when a transaction arrives?): acting at depth 0`;
+    }
+    const st: WatcherStatus = {
+      head: Number(head), headIdleSec: Math.floor(idleMs / 1000), confirmations: this.cfg.confirmations, actingDepth: this.depth,
+      idle, waiting: waits, reason, updatedAt: new Date().toISOString(),
+    };
+    this.store.setMeta('watcher', JSON.stringify(st));
+  }
+
+  /** KeyOffered logs for us in the blocks above the depth: what the receiver is waiting for (status only). */
+  private async peekUnconfirmed(head: bigint): Promise<void> {
+    const from = head - BigInt(this.cfg.confirmations) + 1n;
+    const cur = this.cursor();
+    const start = cur && cur.block + 1n > from ? cur.block + 1n : from;
+    if (start > head || start < 0n) return;
+    const receiverTopic = padHex(this.me.toLowerCase() as Hex, { size: 32 });
+    const topic = encodeEventTopics({ abi: keyExchangeAbi, eventName: 'KeyOffered' } as Parameters<typeof encodeEventTopics>[0])[0];
+    const logs = await this.chain.client.request({
+      method: 'eth_getLogs',
+      params: [{ address: this.chain.contract, fromBlock: `0x${start.toString(16)}`, toBlock: `0x${head.toString(16)}`, topics: [topic, null, receiverTopic] }],
+    }).catch(() => []) as Log[];
+    for (const l of logs) {
+      try {
+        const ev = decodeEventLog({ abi: keyExchangeAbi, data: l.data, topics: l.topics as [Hex, ...Hex[]] });
+        if (ev.eventName !== 'KeyOffered') continue;
+        const block = BigInt(l.blockNumber as unknown as Hex);
+        if (block <= head - BigInt(this.depth)) continue; // acted on in this pass
+        this.waits.push({ kind: 'offer', device: ev.args.device.toLowerCase(), epoch: String(ev.args.epoch), block: Number(block), depth: Number(head - block) });
+      } catch {
+        // not ours
+      }
+    }
   }
 
   // ------------------------------------------------------------------ log scanning
@@ -92,9 +216,8 @@ export class Exchange {
     return { block: BigInt(j.block), hash: j.hash };
   }
 
-  private async scan(): Promise<void> {
-    const head = await this.chain.client.getBlockNumber();
-    const safe = head - BigInt(this.cfg.confirmations);
+  private async scan(head: bigint): Promise<void> {
+    const safe = head - BigInt(this.depth);
     let cur = this.cursor();
     if (cur?.hash) {
       // Reorg check: the last processed block must still be on our node's chain.
@@ -351,8 +474,9 @@ export class Exchange {
     const epoch = unpad(row.epoch);
     const ch = await this.chain.channel(getAddress(row.device));
     if (ch.epoch !== epoch || ch.state !== 1) {
-      // Nothing left to reject on chain (superseded, or already settled): the refusal stands locally.
-      this.set(row, { k_enc: null });
+      // Nothing left to reject on chain (superseded, or already settled): the refusal stands locally. K goes,
+      // unless we signed an acceptance for it (§5.6: then the epoch counts as accepted for readings).
+      if (row.signed_block === null) this.set(row, { k_enc: null });
       return this.finish(row, ch.epoch === epoch && ch.state === 2 ? 'accepted' : 'rejected');
     }
     await this.send(row, 'reject', this.chain.rejectData(getAddress(row.device), epoch, row.reason ?? 3));
@@ -368,8 +492,12 @@ export class Exchange {
       if (row.attempts >= this.cfg.maxAttempts) return this.finish(row, 'failed');
       throw e;
     }
-    // Persist the signed bytes before broadcasting: a restart re-sends these exact bytes.
-    this.set(row, { state: kind === 'accept' ? 'acceptSent' : 'rejectSent', action_tx: tx.hash, action_raw: tx.raw, action_nonce: tx.nonce, action_ms: Date.now() });
+    // Persist the signed bytes before broadcasting: a restart re-sends these exact bytes. From here on an
+    // accepted-for-readings epoch (§5.6): its envelopes are taken whatever becomes of this transaction.
+    this.set(row, {
+      state: kind === 'accept' ? 'acceptSent' : 'rejectSent', action_tx: tx.hash, action_raw: tx.raw, action_nonce: tx.nonce, action_ms: Date.now(),
+      ...(kind === 'accept' && row.signed_block === null ? { signed_block: Number(this.headSeen?.head ?? 0n) } : {}),
+    });
     await this.hooks.beforeBroadcast?.(kind, getAddress(row.device), unpad(row.epoch));
     await this.chain.broadcast(tx.raw);
   }
@@ -379,7 +507,10 @@ export class Exchange {
     const receipt = await this.chain.receipt(row.action_tx as Hex);
     const head = await this.chain.client.getBlockNumber();
     if (receipt) {
-      if (head - receipt.blockNumber < BigInt(this.cfg.confirmations)) return; // not deep enough yet
+      if (head - receipt.blockNumber < BigInt(this.depth)) { // not deep enough yet
+        this.waits.push({ kind, device: row.device, epoch: String(unpad(row.epoch)), block: Number(receipt.blockNumber), depth: Number(head - receipt.blockNumber) });
+        return;
+      }
       if (receipt.status === 'success') {
         return this.finish(row, kind === 'accept' ? 'accepted' : 'rejected', kind === 'accept' ? { accepted_block: Number(receipt.blockNumber) } : {});
       }

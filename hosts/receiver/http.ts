@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import { cookieAuthorised, loopbackHostOk, tokenLogin } from './dashboard/auth.js';
 import { serveDashboard } from './dashboard/serve.js';
+import { watcherStatus } from './exchange.js';
 import { parkedCount } from './dashboard/views.js';
 import { routeLabel, type ReceiverMetrics } from './metrics.js';
 import { gapCount, seqStateFromJson } from './seqwindow.js';
@@ -209,7 +210,7 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
           res.setHeader('allow', 'GET');
           throw new HttpError(405, 'method-not-allowed', 'only GET is served');
         }
-        if (path === '/healthz') return send(res, 200, { ok: true });
+        if (path === '/healthz') return send(res, 200, { ok: true, chain: watcherStatus(store) });
         if (path === '/metrics') {
           metrics.parked.set(parkedCount(store));
           const text = await metrics.registry.metrics();

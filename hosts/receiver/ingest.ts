@@ -5,7 +5,7 @@
 import { hexToBytes, toHex } from '../../lib/bytes.js';
 import type { CborValue } from '../../lib/cbor.js';
 import { IotkxError } from '../../lib/errors.js';
-import { decodeEnvelope, type Envelope } from '../../lib/envelope.js';
+import { decodeEnvelope, MAX_ENVELOPE_BYTES, type Envelope } from '../../lib/envelope.js';
 import { channelId, dataKeyOf } from '../../lib/ids.js';
 import { openReading } from '../../lib/reading.js';
 import type { RefusalReason, ReceiverMetrics } from './metrics.js';
@@ -19,16 +19,51 @@ export interface IngestConfig {
   maxClockSkewSeconds: number;
   /** Seen-seq window (seqwindow.ts). */
   seqWindow: bigint;
-  /** Envelopes held for epochs whose acceptance is not yet confirmed; beyond this they are refused. */
+  /**
+   * Envelopes held per device for its epochs whose acceptance is not signed yet (K stored, acceptance deferred);
+   * beyond this that device's are refused. Per device, so one enrolled device cannot fill it for the others.
+   */
   maxParked: number;
+  /** Largest GET /v1/readings answer read (bytes); a larger page is refused unread. Default: `limit` full envelopes. */
+  maxPageBytes?: number;
+  /** Pages pulled per pass at most, so a relay with endless pages cannot hold a pass forever. Default 50. */
+  maxPagesPerPass: number;
 }
 
 export const DEFAULT_INGEST_CONFIG: IngestConfig = {
   oldEpochGraceMs: 24 * 3600_000,
   maxClockSkewSeconds: 300,
   seqWindow: DEFAULT_SEQ_WINDOW,
-  maxParked: 10_000,
+  maxParked: 2_000,
+  maxPagesPerPass: 50,
 };
+
+/** An answer of `limit` envelopes of the largest size, hex-encoded and quoted, plus room for the JSON around them. */
+export const pageByteCap = (limit: number): number => limit * (2 * MAX_ENVELOPE_BYTES + 8) + 4096;
+
+/** Reads a fetch Response body up to `cap` bytes; throws (and stops reading) beyond it. */
+async function readCapped(res: Response, cap: number, what: string): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > cap) {
+    await res.body?.cancel().catch(() => {});
+    throw new Error(`relay page over ${cap} bytes (${what}: content-length ${declared}): not read`);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > cap) {
+      await reader.cancel().catch(() => {});
+      throw new Error(`relay page over ${cap} bytes (${what}): stopped reading, cursor kept`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 export type IngestResult =
   | { status: 'accepted'; device: string; epoch: bigint; seq: bigint; filled: boolean }
@@ -48,7 +83,7 @@ export function cborToJson(v: CborValue): unknown {
   return v;
 }
 
-interface EpochRow { state: string; k_enc: Buffer | null; seq_state: string | null; accepted_block: number | null }
+interface EpochRow { state: string; k_enc: Buffer | null; seq_state: string | null; accepted_block: number | null; signed_block: number | null }
 
 export class Ingest {
   /** Metric updates of the judgments in the open transaction, applied once it commits (a rolled-back page is judged again). */
@@ -106,12 +141,19 @@ export class Ingest {
     if (dev.status === 'revoked') return this.refuse('revoked');
     const epoch = pad(env.epoch);
     const row = q.epoch.get(device, epoch) as EpochRow | undefined;
-    // An epoch whose K we hold but whose acceptance is not confirmed at our depth yet may already be in use by
-    // the device (it saw our KeyAccepted): authenticate, then hold the envelope until the row settles.
-    const pendingAccept = row !== undefined && (row.state === 'keyStored' || row.state === 'acceptSent');
-    if (!row || !row.k_enc || (row.state !== 'accepted' && !pendingAccept)) return this.refuse('unknown-epoch');
-    // §5.6: after re-enrolment only epochs accepted later are valid.
-    if (row.state === 'accepted' && dev.revoked_block !== null && (row.accepted_block ?? 0) <= dev.revoked_block) return this.refuse('revoked');
+    // §5.6/§7: an epoch whose acceptance we signed counts as accepted for readings, whatever became of the
+    // acceptKey transaction (reverted, reorganised away, still pending): a relay can show the device our
+    // signature from public calldata, and we hold K and consented. (acceptSent is always signed; the column
+    // may be empty in a database older than it.)
+    const signed = row !== undefined && (row.signed_block !== null || row.state === 'acceptSent');
+    const accepted = row !== undefined && (row.state === 'accepted' || signed);
+    // K stored, acceptance not signed yet (deferred by the rate limit): authenticate, then hold the envelope
+    // until the row settles.
+    const pendingAccept = row !== undefined && !accepted && row.state === 'keyStored';
+    if (!row || !row.k_enc || (!accepted && !pendingAccept)) return this.refuse('unknown-epoch');
+    // §5.6: after re-enrolment only epochs accepted (or whose acceptance we signed) later are valid.
+    const acceptedAt = row.state === 'accepted' ? row.accepted_block : (row.signed_block ?? row.accepted_block);
+    if (accepted && dev.revoked_block !== null && (acceptedAt ?? 0) <= dev.revoked_block) return this.refuse('revoked');
     const K = this.store.openK(device, env.epoch, row.k_enc);
     const chId = channelId(BigInt(this.ctx.chainId), hexToBytes(this.ctx.contract), env.device, hexToBytes(this.ctx.receiver));
     const dataKey = dataKeyOf(K, chId);
@@ -128,7 +170,7 @@ export class Ingest {
     }
     // Authentic from here on.
     if (pendingAccept) {
-      const n = (q.parkedCount.get() as { n: number }).n;
+      const n = (q.parkedCount.get(device) as { n: number }).n;
       if (!parkOk || n >= this.cfg.maxParked) return this.refuse('unknown-epoch');
       q.park.run(device, epoch, Buffer.from(bytes), now);
       return { status: 'parked' };
@@ -166,7 +208,8 @@ export class Ingest {
   }
 
   /**
-   * Pulls every envelope the relay has after the persisted cursor. Returns how many were judged.
+   * Pulls the envelopes the relay has after the persisted cursor, at most `maxPagesPerPass` pages (the rest next
+   * pass), each page read with a byte cap (`maxPageBytes`). Returns how many were judged.
    * Each page is judged and the cursor moved past it in ONE transaction (one fsync, synchronous=FULL): a crash
    * leaves either the whole page stored with the cursor after it, or none of it with the cursor before it, so no
    * envelope is judged twice or skipped.
@@ -174,14 +217,25 @@ export class Ingest {
   async pull(relayUrl: string, limit = 100, fetchFn: typeof fetch = fetch): Promise<number> {
     this.retryParked();
     let total = 0;
-    for (;;) {
+    const cap = this.cfg.maxPageBytes ?? pageByteCap(limit);
+    for (let page = 0; page < this.cfg.maxPagesPerPass; page++) {
       const after = this.store.getMeta('relay_cursor');
       const url = new URL('/v1/readings', relayUrl);
       if (after !== undefined) url.searchParams.set('after', after);
       url.searchParams.set('limit', String(limit));
       const res = await fetchFn(url, { signal: AbortSignal.timeout(15_000) });
-      if (!res.ok) throw new Error(`relay answered ${res.status} to GET /v1/readings`);
-      const body = (await res.json()) as { envelopes?: unknown; next?: unknown };
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        throw new Error(`relay answered ${res.status} to GET /v1/readings`);
+      }
+      let body: { envelopes?: unknown; next?: unknown };
+      try {
+        body = JSON.parse(await readCapped(res, cap, 'GET /v1/readings')) as typeof body;
+      } catch (e) {
+        if (e instanceof SyntaxError) throw new Error('relay: /v1/readings answer is not JSON');
+        throw e;
+      }
+      if (body === null || typeof body !== 'object') throw new Error('relay: malformed /v1/readings answer');
       if (!Array.isArray(body.envelopes) || (body.next !== undefined && body.next !== null && typeof body.next !== 'string')) {
         throw new Error('relay: malformed /v1/readings answer');
       }
@@ -203,5 +257,6 @@ export class Ingest {
       total += envelopes.length;
       if (envelopes.length === 0 || !next || next === after) return total;
     }
+    return total; // more to come: the next pass goes on from the cursor
   }
 }

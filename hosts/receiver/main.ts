@@ -14,6 +14,7 @@
 //   --mqtt-url URL        IOTKX_MQTT_URL             publish every accepted reading to this MQTT broker (QoS 1)
 //   --mqtt-topic-prefix P IOTKX_MQTT_TOPIC_PREFIX    default iotkx: topics <P>/<device>/readings
 //   --confirmations N --min-ttl-blocks N --poll-ms N --max-accepts-per-hour N
+//   --idle-depth0-after S  act at depth 0 once the node produced no block for S seconds (default 30; 0 = never)
 //   --init-keys           create the key file if absent, print the address and E, exit
 //   --rotate-key          publish a fresh encryption key (version + 1), exit
 // Secrets: IOTKX_RECEIVER_KEY, IOTKX_RECEIVER_ENC_KEY, IOTKX_RECEIVER_DB_KEY, IOTKX_RECEIVER_TOKEN (README.md).
@@ -35,7 +36,7 @@ const { values } = parseArgs({
     'db-key-file': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'relay-url': { type: 'string' },
     'mqtt-url': { type: 'string' }, 'mqtt-topic-prefix': { type: 'string' },
     confirmations: { type: 'string' }, 'min-ttl-blocks': { type: 'string' }, 'poll-ms': { type: 'string' },
-    'max-accepts-per-hour': { type: 'string' }, 'init-keys': { type: 'boolean' }, 'rotate-key': { type: 'boolean' },
+    'max-accepts-per-hour': { type: 'string' }, 'idle-depth0-after': { type: 'string' }, 'init-keys': { type: 'boolean' }, 'rotate-key': { type: 'boolean' },
     help: { type: 'boolean' },
   },
 });
@@ -48,7 +49,7 @@ function int(v: string | undefined, name: string): number | undefined {
 
 async function main(): Promise<void> {
   if (values.help) {
-    console.log('usage: tsx hosts/receiver/main.ts [--rpc-url URL] [--deployment PATH] [--contract ADDR] [--data-dir DIR] [--host H] [--port N] [--relay-url URL] [--init-keys] [--rotate-key]; see hosts/receiver/README.md');
+    console.log('usage: tsx hosts/receiver/main.ts [--rpc-url URL] [--deployment PATH] [--contract ADDR] [--data-dir DIR] [--host H] [--port N] [--relay-url URL] [--confirmations N] [--idle-depth0-after S] [--init-keys] [--rotate-key]; see hosts/receiver/README.md');
     return;
   }
   const env = process.env;
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
     exchange: {
       ...(values.confirmations !== undefined ? { confirmations: int(values.confirmations, 'confirmations') } : {}),
       ...(values['min-ttl-blocks'] !== undefined ? { minRemainingBlocks: int(values['min-ttl-blocks'], 'min-ttl-blocks') } : {}),
+      ...(values['idle-depth0-after'] !== undefined ? { idleDepthZeroMs: int(values['idle-depth0-after'], 'idle-depth0-after')! * 1000 } : {}),
       ...(values['max-accepts-per-hour'] !== undefined ? { acceptRate: { max: int(values['max-accepts-per-hour'], 'max-accepts-per-hour')!, windowMs: 3_600_000 } } : {}),
     },
     logger: (msg, extra) => log.info(extra ?? {}, msg),

@@ -53,7 +53,7 @@ export interface RunningReceiver {
   url: string;
   /** The receiver's account address (EIP-55). */
   address: Address;
-  /** One pass of the watcher, then ingestion. Passes never overlap. */
+  /** One pass of the watcher, then one of ingestion. Passes of each never overlap; the two loops run apart. */
   sync(): Promise<void>;
   /** §5.1 rotation: publishes a fresh E as version + 1; older e stay until erased. Returns the new version. */
   rotateEncryptionKey(): Promise<number>;
@@ -107,35 +107,52 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
       url = started.url;
     }
 
-    let running: Promise<void> | undefined;
-    const pass = async () => {
-      try {
-        await exchange.tick();
-      } catch (e) {
-        metrics.errors.inc({ stage: 'watcher' });
-        log('watcher pass failed', { error: (e as Error).message });
-      }
-      if (opts.relayUrl) {
+    // Two loops that never wait for each other (issue 15 item 5): a relay with endless junk pages must not hold
+    // back the chain watcher until offers expire. Each loop's passes never overlap; each pull pass is bounded
+    // (maxPagesPerPass) and every page read is capped (maxPageBytes).
+    let watching: Promise<void> = Promise.resolve();
+    let pulling: Promise<void> = Promise.resolve();
+    const watchPass = () => {
+      watching = watching.then(async () => {
+        try {
+          await exchange.tick();
+        } catch (e) {
+          metrics.errors.inc({ stage: 'watcher' });
+          log('watcher pass failed', { error: (e as Error).message });
+        }
+      });
+      return watching;
+    };
+    const pullPass = () => {
+      pulling = pulling.then(async () => {
+        if (!opts.relayUrl) return;
         try {
           await ingest.pull(opts.relayUrl);
         } catch (e) {
           metrics.errors.inc({ stage: 'ingest' });
           log('ingestion pass failed', { error: (e as Error).message });
         }
-      }
+      });
+      return pulling;
     };
-    const sync = () => {
-      running = (running ?? Promise.resolve()).then(pass);
-      return running;
+    /** One watcher pass, then one ingestion pass (tests and tools drive the receiver with it). */
+    const sync = async () => {
+      await watchPass();
+      await pullPass();
     };
     let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
+    const timers = new Set<NodeJS.Timeout>();
     const interval = opts.pollIntervalMs ?? 2000;
-    const schedule = () => {
+    const loop = (pass: () => Promise<void>) => {
       if (stopped || interval <= 0) return;
-      timer = setTimeout(() => void sync().finally(schedule), interval);
+      const t = setTimeout(() => {
+        timers.delete(t);
+        void pass().finally(() => loop(pass));
+      }, interval);
+      timers.add(t);
     };
-    schedule();
+    loop(watchPass);
+    if (opts.relayUrl) loop(pullPass);
 
     return {
       url,
@@ -146,8 +163,8 @@ export async function startReceiver(opts: ReceiverOptions): Promise<RunningRecei
       keys, store, metrics, ingest, mqtt: publisher,
       async stop() {
         stopped = true;
-        if (timer) clearTimeout(timer);
-        await running?.catch(() => {});
+        for (const t of timers) clearTimeout(t);
+        await Promise.all([watching.catch(() => {}), pulling.catch(() => {})]);
         await publisher?.stop();
         if (server) {
           server.closeAllConnections();

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS epochs (
   action_tx TEXT, action_raw TEXT, action_nonce INTEGER, action_ms INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
   k_enc BLOB,               -- nonce(24) || XChaCha20-Poly1305(K) under the master key
   accepted_block INTEGER,
+  signed_block INTEGER,     -- head when we signed an acceptance: from then on the epoch counts as accepted for readings (§5.6)
   seq_state TEXT, readings INTEGER NOT NULL DEFAULT 0, replays INTEGER NOT NULL DEFAULT 0,
   first_env_ms INTEGER,
   created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
@@ -62,7 +63,13 @@ CREATE TABLE IF NOT EXISTS parked (
   id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, epoch TEXT NOT NULL,
   envelope BLOB NOT NULL UNIQUE, parked_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS parked_device ON parked (device);
 `;
+
+/** Columns added after the first schema: ALTER TABLE for a database made before them. */
+const ADDED_COLUMNS: { table: string; column: string; decl: string }[] = [
+  { table: 'epochs', column: 'signed_block', decl: 'INTEGER' },
+];
 
 /** The 32-byte master key: `hex` if given (IOTKX_RECEIVER_DB_KEY), else the key file (created 0600 if absent). */
 export function loadMasterKey(opts: { hex?: string; path?: string }): Uint8Array {
@@ -86,16 +93,17 @@ function prepareStatements(db: Db) {
     getMeta: db.prepare('SELECT v FROM meta WHERE k = ?'),
     setMeta: db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v'),
     device: db.prepare('SELECT status, revoked_block FROM devices WHERE device = ?'),
-    epoch: db.prepare('SELECT state, k_enc, seq_state, accepted_block FROM epochs WHERE device = ? AND epoch = ?'),
+    epoch: db.prepare('SELECT state, k_enc, seq_state, accepted_block, signed_block FROM epochs WHERE device = ? AND epoch = ?'),
     laterEpochStart: db.prepare('SELECT MIN(first_env_ms) AS t FROM epochs WHERE device = ? AND epoch > ? AND first_env_ms IS NOT NULL'),
     countReplay: db.prepare('UPDATE epochs SET replays = replays + 1 WHERE device = ? AND epoch = ?'),
     insertReading: db.prepare('INSERT INTO readings (device, epoch, seq, values_json, t, skewed, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     recordSeq: db.prepare(`UPDATE epochs SET seq_state = ?, readings = readings + 1, first_env_ms = COALESCE(first_env_ms, ?), updated_ms = ?
       WHERE device = ? AND epoch = ?`),
-    parkedCount: db.prepare('SELECT COUNT(*) AS n FROM parked'),
+    parkedCount: db.prepare('SELECT COUNT(*) AS n FROM parked WHERE device = ?'),
     park: db.prepare('INSERT OR IGNORE INTO parked (device, epoch, envelope, parked_ms) VALUES (?, ?, ?, ?)'),
+    // Parked envelopes whose epoch no longer waits: settled, or its acceptance signed (then it counts as accepted).
     parkedSettled: db.prepare(`SELECT p.id, p.envelope FROM parked p LEFT JOIN epochs e ON e.device = p.device AND e.epoch = p.epoch
-      WHERE e.state IS NULL OR e.state NOT IN ('keyStored', 'acceptSent') ORDER BY p.id`),
+      WHERE e.state IS NULL OR e.state NOT IN ('keyStored', 'acceptSent') OR e.signed_block IS NOT NULL ORDER BY p.id`),
     unpark: db.prepare('DELETE FROM parked WHERE id = ?'),
   };
 }
@@ -121,6 +129,10 @@ export class Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    for (const c of ADDED_COLUMNS) {
+      const cols = this.db.prepare(`PRAGMA table_info(${c.table})`).all() as { name: string }[];
+      if (!cols.some((x) => x.name === c.column)) this.db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.column} ${c.decl}`);
+    }
     this.stmt = prepareStatements(this.db);
     this.txn = this.db.transaction((fn: () => unknown) => fn());
     this.masterKey = masterKey;

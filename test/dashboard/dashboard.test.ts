@@ -81,6 +81,9 @@ test('history and overview JSON agree with the chain; §9 /v1/devices keeps exac
   const overview = await getJson(`${base}/v1/dashboard`);
   expect(overview.devices.map((d: any) => d.device).sort()).toEqual([...devices].sort());
   expect(overview.lastBlock).toBeGreaterThan(0);
+  // Why the receiver waits (issue 16): the watcher's status, the same object /healthz carries.
+  expect(overview.watcher).toMatchObject({ confirmations: 2, head: expect.any(Number), waiting: expect.any(Array) });
+  expect((await getJson(`${base}/healthz`)).chain.confirmations).toBe(2);
   for (const d of overview.devices) {
     expect(d.keyAgeSec).toBeGreaterThanOrEqual(0);
     expect(d.replaysRefused).toBe(0);

@@ -61,9 +61,10 @@ export function revertName(err: unknown): string | undefined {
   return undefined;
 }
 
-export async function setupChain(names: string[], ttl = 20, chainId = 31337): Promise<ChainEnv> {
+/** `hardfork`: anvil's `--hardfork` (e.g. 'shanghai', 'paris'); absent = anvil's latest. */
+export async function setupChain(names: string[], ttl = 20, chainId = 31337, opts: { hardfork?: string } = {}): Promise<ChainEnv> {
   build(); // no-op when contracts/build is up to date
-  const anvil = await startAnvil({ chainId, accounts: Math.max(names.length + 1, 10) });
+  const anvil = await startAnvil({ chainId, accounts: Math.max(names.length + 1, 10), hardfork: opts.hardfork });
   const abi = loadArtifact().abi;
   const deployer = await connect(anvil.rpcUrl, anvil.accounts[0].privateKey, chainId);
   const dep = await deployKeyExchange(deployer, ttl);

@@ -9,12 +9,14 @@ import { ECIES_CONFIG, encrypt as eciesEncrypt } from 'eciesjs';
 import { bytesToHex, concatHex, encodeAbiParameters, keccak256, parseEventLogs, toHex as vToHex, type Address, type Hex } from 'viem';
 import { setupChain, type Actor, type ChainEnv } from '../helpers/chain.js';
 import { startReceiver, type ReceiverOptions, type RunningReceiver } from '../../hosts/receiver/receiver.js';
+import { watcherStatus } from '../../hosts/receiver/exchange.js';
+import { sleep, until } from '../helpers/until.js';
 
 ECIES_CONFIG.symmetricAlgorithm = 'xchacha20';
 
 let env: ChainEnv;
 let dir: string;
-const DEVICES = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10'];
+const DEVICES = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13'];
 
 beforeAll(async () => {
   env = await setupChain(['receiver', 'receiverB', 'receiverC', ...DEVICES], 20);
@@ -263,6 +265,71 @@ describe('rotation and confirmations', () => {
     await pass(r);
     expect(await channelState(d)).toEqual({ epoch: 1n, state: 2 });
     await r.stop();
+  });
+});
+
+describe('a node that produces no blocks by itself (anvil automine)', () => {
+  const rowState = (r: RunningReceiver, d: Actor) =>
+    (r.store.db.prepare('SELECT state FROM epochs WHERE device = ?').get(d.address.toLowerCase()) as { state: string } | undefined)?.state;
+
+  test('at depth 2 with the fallback off the receiver waits and says why (log, /healthz)', async () => {
+    const d = env.actors.d11;
+    await enroll(d);
+    const lines: string[] = [];
+    const r = await startReceiver(receiverOpts('main', { exchange: { confirmations: 2, idleDepthZeroMs: 0 }, logger: (m) => lines.push(m) }));
+    try {
+      const o = await offer(d, r.address);
+      const block = Number((await env.pub.getTransactionReceipt({ hash: o.tx })).blockNumber);
+      await r.sync();
+      await sleep(1200);
+      await r.sync();
+      expect(await channelState(d)).toEqual({ epoch: 1n, state: 1 }); // nothing buries the offer
+      const st = watcherStatus(r.store)!;
+      expect(st).toMatchObject({ confirmations: 2, actingDepth: 2, idle: false, head: block });
+      expect(st.waiting).toEqual([{ kind: 'offer', device: d.address.toLowerCase(), epoch: '1', block, depth: 0 }]);
+      expect(st.reason).toMatch(/waiting for 2 confirmations: the offer of 0x[0-9a-f]{40} epoch 1 \(block \d+, 0 deep\)/);
+      expect(st.reason).toMatch(/fallback off/);
+      const health = await (await fetch(`${r.url}/healthz`)).json();
+      expect(health).toMatchObject({ ok: true, chain: { reason: st.reason, waiting: st.waiting } });
+    } finally {
+      await r.stop();
+    }
+  });
+
+  test('at depth 2 with the fallback on, the receiver acts at depth 0 once no block came for idleDepthZeroMs, offer and receipt', async () => {
+    const d = env.actors.d11; // its epoch-1 offer from the test above is still open
+    const lines: string[] = [];
+    const r = await startReceiver(receiverOpts('main', { exchange: { confirmations: 2, idleDepthZeroMs: 1000 }, logger: (m) => lines.push(m) }));
+    try {
+      await until('the offer accepted on chain', async () => { await r.sync(); return (await channelState(d)).state === 2; }, 60_000, 300);
+      // Our acceptance's block is buried by nothing either: it settles the same way.
+      await until('the acceptance settled', async () => { await r.sync(); return rowState(r, d) === 'accepted'; }, 60_000, 300);
+      expect(lines.some((l) => /produces no blocks by itself; acting at depth 0 instead of 2/.test(l))).toBe(true);
+      const st = watcherStatus(r.store)!;
+      expect(st).toMatchObject({ idle: true, actingDepth: 0, confirmations: 2, waiting: [] });
+      expect(st.reason).toMatch(/no block for \d+ s/);
+      // A block arrives: back to depth 2.
+      await env.mine(1);
+      await r.sync();
+      expect(watcherStatus(r.store)).toMatchObject({ idle: false, actingDepth: 2 });
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('why it waits, when the node does not answer', () => {
+  test('a failed watcher pass is the status reason in /healthz', async () => {
+    const { freePort } = await import('../../hosts/chain/anvil.js');
+    const closed = await freePort();
+    const r = await startReceiver(receiverOpts('main', { rpcUrl: `http://127.0.0.1:${closed}`, publishKey: false, dataDir: join(dir, 'unreachable') }));
+    try {
+      await r.sync();
+      const health = (await (await fetch(`${r.url}/healthz`)).json()) as any;
+      expect(health.chain.reason).toMatch(/^watcher pass failed: /);
+    } finally {
+      await r.stop();
+    }
   });
 });
 

@@ -201,9 +201,10 @@ test('old epoch: accepted within the grace period after the next epoch starts, r
   expect(all).toEqual(['1/1', '1/2', '1/3', '1/4', '1/5', '1/6', '2/1']);
 });
 
-test('an envelope for an epoch whose acceptance is unconfirmed is authenticated, held, then accepted', async () => {
+test('an envelope for an epoch whose acceptance is not signed yet is authenticated, held, then accepted', async () => {
   const c = await exchange(env.actors.d3);
-  rcv.store.db.prepare("UPDATE epochs SET state = 'acceptSent' WHERE device = ?").run(c.dev.address.toLowerCase());
+  // K stored, acceptance deferred (not signed): the device cannot have a valid acceptance, so its envelopes wait.
+  rcv.store.db.prepare("UPDATE epochs SET state = 'keyStored', signed_block = NULL WHERE device = ?").run(c.dev.address.toLowerCase());
   const forged = seal(c, 2n);
   forged[forged.length - 1] ^= 1;
   expect(rcv.ingest.ingest(seal(c, 1n))).toEqual({ status: 'parked' });
@@ -212,6 +213,11 @@ test('an envelope for an epoch whose acceptance is unconfirmed is authenticated,
   rcv.store.db.prepare("UPDATE epochs SET state = 'accepted' WHERE device = ?").run(c.dev.address.toLowerCase());
   rcv.ingest.retryParked();
   expect(await deviceView(env.actors.d3)).toMatchObject({ readings: 1, lastSeq: '1' });
+  // Signed but not confirmed (acceptSent): it counts as accepted for readings (§5.6, §7), nothing is parked.
+  rcv.store.db.prepare("UPDATE epochs SET state = 'acceptSent' WHERE device = ?").run(c.dev.address.toLowerCase());
+  expect(rcv.ingest.ingest(seal(c, 3n))).toMatchObject({ status: 'accepted', seq: 3n });
+  rcv.store.db.prepare("UPDATE epochs SET state = 'accepted' WHERE device = ?").run(c.dev.address.toLowerCase());
+  expect(await deviceView(env.actors.d3)).toMatchObject({ readings: 2, lastSeq: '3' });
 });
 
 test('a revoked device: state revoked, its readings refused', async () => {

@@ -105,4 +105,20 @@ describe('store', () => {
     expect(again.openK(dev, 7n, sealed)).toEqual(K);
     again.close();
   });
+
+  test('a database made before epochs.signed_block gets the column, rows kept', () => {
+    const path = join(dir, 'old', 'r.db');
+    const mk = loadMasterKey({ hex: bytesToHex(randomBytes(32)) });
+    const s = new Store(path, mk, 'bind-a');
+    s.db.prepare(`INSERT INTO epochs (device, epoch, tx_hash, key_version, wrapped, commitment, state, created_ms, updated_ms)
+      VALUES ('0x01', '1', '0x02', 1, '0x', '0x', 'accepted', 0, 0)`).run();
+    s.db.exec('DROP INDEX IF EXISTS parked_device');
+    s.db.exec('ALTER TABLE epochs DROP COLUMN signed_block'); // the schema before issue 15 item 6
+    s.close();
+    const again = new Store(path, mk, 'bind-a');
+    const cols = (again.db.prepare('PRAGMA table_info(epochs)').all() as { name: string }[]).map((c) => c.name);
+    expect(cols).toContain('signed_block');
+    expect(again.db.prepare('SELECT state, signed_block FROM epochs').all()).toEqual([{ state: 'accepted', signed_block: null }]);
+    again.close();
+  });
 });

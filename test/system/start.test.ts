@@ -80,3 +80,45 @@ test('npm start: devices pair, exchange keys and their readings arrive decrypted
     expect(out).toContain('stopped.');
   }
 });
+
+// Issue 16: an embedded anvil that mines only when a transaction arrives (--block-time 0), the receiver told to
+// wait for 2 confirmations with the depth-0 fallback after 2 s without a block. Nothing but our own
+// transactions makes blocks, so without the fallback the last offers would wait until they expire.
+test('npm start --block-time 0 --confirmations 2 --idle-depth0-after 2: every device accepted, readings decrypted, /healthz says why it waited', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iotkx-start-automine-'));
+  const child = spawn(path.join(ROOT, 'node_modules/.bin/tsx'), ['hosts/start.ts', '--devices', '3', '--interval', '2', '--data-dir', dir,
+    '--block-time', '0', '--confirmations', '2', '--idle-depth0-after', '2'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    const info = await until('system.json', async () => {
+      const f = path.join(dir, 'system.json');
+      return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : undefined;
+    }, 60_000);
+    expect(out).toContain('automine');
+    expect(out).toContain('acting at 2 confirmations');
+    for (const device of info.devices as string[]) {
+      await until(`readings of ${device}`, async () => {
+        const res = await fetch(`${info.receiverUrl}/v1/devices/${device}/readings`);
+        return res.status === 200 && ((await res.json()) as any).readings.length >= 1;
+      }, 90_000, 500);
+    }
+    // Readings count from the signed acceptance (§5.6); the acceptance itself settles at depth 0 once idle.
+    await until('every acceptance settled', async () => {
+      const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
+      return devices.length === 3 && devices.every((d) => d.state === 'accepted');
+    }, 60_000, 500);
+    const health = (await (await fetch(`${info.receiverUrl}/healthz`)).json()) as any;
+    expect(health.chain).toMatchObject({ confirmations: 2 });
+    expect(out).toMatch(/receiver: no block for \d+ s: the node produces no blocks by itself; acting at depth 0 instead of 2/);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- npm start output ---\n${out}`);
+  } finally {
+    child.kill('SIGINT');
+    const code = await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(code).toBe(0);
+  }
+});

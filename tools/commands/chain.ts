@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { formatGwei, getAddress, isAddress, parseEther, type Hex } from 'viem';
 import { anvilBinary, devAccounts, freePort, ANVIL_MNEMONIC } from '../../hosts/chain/anvil.js';
-import { connect, deployKeyExchange, writeDeployment } from '../../hosts/chain/deploy.js';
+import { connect, deployKeyExchange, EVM_TARGET, writeDeployment } from '../../hosts/chain/deploy.js';
+import { checkEndpoint } from '../../hosts/chain/endpoint.js';
 import { checkContract, connectChain, eth, isOperator, reason, receiverKeyVersion, sendValue, signer } from '../chain.js';
 import { DEFAULT_DEPLOYMENT_FILE, need, Out, readKeyHex, resolveSettings, type GlobalOpts } from '../context.js';
 import { chainError, CliError, EXIT, usageError } from '../errors.js';
@@ -131,14 +132,18 @@ the record (--deployment, default ${DEFAULT_DEPLOYMENT_FILE}).`)
     });
 
   ch.command('status')
-    .summary('is the chain reachable, is the contract there, is the receiver\'s key record published')
+    .summary('is the chain reachable and fit for iotkx, is the contract there, is the receiver\'s key record published')
+    .description(`Checks what a node must offer (README "Using another node"): an EVM at London or later (base fee;
+KeyExchange is compiled for London), blocks that keep coming, and every method the relay forwards to devices;
+then, with a contract, that the node runs its code (every view hosts read). Exit 4 when the node is unfit.`)
     .action(async (_o, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOpts;
       const out = new Out(!!g.json);
       const s = resolveSettings(g);
       const c = await connectChain(need(s, 'rpcUrl'), s.chainId);
       const block = await c.pc.getBlock({ blockTag: 'latest' });
-      const result: Record<string, unknown> = { rpcUrl: c.rpcUrl, chainId: c.chainId, block: block.number.toString(), baseFeePerGas: block.baseFeePerGas?.toString() ?? null };
+      const endpoint = await checkEndpoint(c.pc);
+      const result: Record<string, unknown> = { rpcUrl: c.rpcUrl, chainId: c.chainId, block: block.number.toString(), baseFeePerGas: block.baseFeePerGas?.toString() ?? null, endpoint };
       if (s.contract) {
         result.contract = s.contract;
         result.offerTtlBlocks = await checkContract(c, s.contract);
@@ -153,11 +158,16 @@ the record (--deployment, default ${DEFAULT_DEPLOYMENT_FILE}).`)
       }
       out.result(result, () => {
         out.line(`chain ${c.chainId} at ${c.rpcUrl}: block ${result.block}${block.baseFeePerGas !== undefined && block.baseFeePerGas !== null ? `, base fee ${formatGwei(block.baseFeePerGas)} gwei` : ''}`);
+        out.line(`EVM: ${endpoint.evm} (PUSH0 ${endpoint.push0 ?? '?'}, MCOPY ${endpoint.mcopy ?? '?'}; KeyExchange is compiled for ${EVM_TARGET}); head block ${endpoint.headAgeSec} s old; ` +
+          (endpoint.missingMethods.length ? `missing methods: ${endpoint.missingMethods.join(', ')}` : 'every method the relay forwards answers'));
+        for (const p of endpoint.problems) out.line(`problem: ${p}`);
+        for (const n of endpoint.notes) out.line(`note: ${n}`);
         if (result.contract) out.line(`KeyExchange ${result.contract} (offer TTL ${result.offerTtlBlocks} blocks)`);
         else out.line('no contract configured (`iotkx chain deploy`, or --contract)');
         if (result.receiver) out.line(`receiver ${result.receiver}: key record v${result.receiverKeyVersion}`);
         const op = result.operator as any;
         if (op) out.line(`operator ${op.address}: ${op.authorised ? 'authorised' : 'not authorised'}, ${eth(BigInt(op.balance))}`);
       });
+      if (endpoint.problems.length) throw chainError('endpoint-unfit', `the node at ${c.rpcUrl} cannot run iotkx: ${endpoint.problems.join('; ')}`);
     });
 }

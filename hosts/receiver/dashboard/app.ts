@@ -15,7 +15,11 @@ interface Device {
   readings: number; lastSeq: string | null; gaps: number; keyAgeSec: number | null; replaysRefused: number;
   lastReading: LastReading | null;
 }
-interface Overview { now: string; lastBlock: number | null; parked: number; devices: Device[] }
+interface Overview {
+  now: string; lastBlock: number | null; parked: number; devices: Device[];
+  /** exchange.ts WatcherStatus: why the receiver waits. */
+  watcher: { idle: boolean; headIdleSec: number | null; reason: string | null } | null;
+}
 interface EpochHistory {
   epoch: string; state: string; keyVersion: number; offerTx: string; offerBlock: number | null; actionTx: string | null;
   acceptBlock: number | null; rejectReason: number | null; readings: number; replaysRefused: number; gaps: number;
@@ -240,8 +244,9 @@ async function refresh(): Promise<void> {
         drawChart();
       }
     }
-    status.textContent = `live · updated ${new Date().toLocaleTimeString()} · block ${o.lastBlock ?? '–'} · parked envelopes ${o.parked}`;
-    status.className = 'ok';
+    status.textContent = `live · updated ${new Date().toLocaleTimeString()} · block ${o.lastBlock ?? '–'} · parked envelopes ${o.parked}` +
+      (o.watcher?.reason ? ` · ${o.watcher.reason}` : '');
+    status.className = o.watcher?.idle || (o.watcher?.headIdleSec ?? 0) >= 60 ? 'warn' : 'ok';
   } catch (e) {
     status.textContent = `not updating: ${(e as Error).message} (retrying)`;
     status.className = 'error';

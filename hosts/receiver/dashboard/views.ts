@@ -1,6 +1,7 @@
 // Read-only JSON the dashboard needs beyond PROTOCOL.md §9's two views: an overview of the fleet (the §9 device
 // fields plus key age, last reading and replays refused) and one device's exchange history. Both are this
 // receiver's own extensions (not iotkx/1 on the wire); §9's answers stay exactly as they are.
+import { watcherStatus, type WatcherStatus } from '../exchange.js';
 import { devicesView, type DeviceRow } from '../http.js';
 import { gapCount, seqStateFromJson } from '../seqwindow.js';
 import { pad, unpad, type Store } from '../store.js';
@@ -27,6 +28,8 @@ export interface Overview {
   lastBlock: number | null;
   /** Authentic envelopes waiting for an acceptance to confirm (ingest.ts `parked`). */
   parked: number;
+  /** What the chain watcher waits for and why (exchange.ts WatcherStatus), null before its first pass. */
+  watcher: WatcherStatus | null;
   devices: DeviceSummary[];
 }
 
@@ -52,6 +55,7 @@ export function overviewView(store: Store, now = Date.now()): Overview {
     now: new Date(now).toISOString(),
     lastBlock: lastBlock(store),
     parked: parkedCount(store),
+    watcher: watcherStatus(store),
     devices,
   };
 }
