@@ -108,8 +108,10 @@ export interface HostProcess {
 
 /** Start test/servers/host-process.ts in a child process (so a crash is an exit, as under `npm start`). */
 export function startHostProcess(kind: 'relay' | 'receiver', options: Record<string, unknown> = {}): Promise<HostProcess> {
-  const tsx = join(process.cwd(), 'node_modules', '.bin', 'tsx');
-  const child = spawn(tsx, [join(__dirname, 'host-process.ts'), kind, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Node itself with tsx's loader, not the `tsx` wrapper: the wrapper runs the script in a grandchild that a
+  // SIGKILL of the wrapper would leave running. stdin is a pipe the host watches: if this process dies, it exits.
+  const root = join(__dirname, '..', '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'host-process.ts'), kind, JSON.stringify(options)], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   let exit: string | null = null;
