@@ -15,7 +15,7 @@ import { IotkxError } from '../../lib/errors.js';
 import { toHex } from '../../lib/bytes.js';
 import { ChannelCheck } from './channel-check.js';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, PRUNE_EVERY_MS, type RelayLimits, type RelayOptions } from './config.js';
-import { TooLarge, closeAfterReply, mediaType, readBody, refuseBody, sendError, sendJson, sendText } from './http.js';
+import { TooLarge, closeAfterReply, discardBody, mediaType, readBody, refuseBody, sendError, sendJson, sendText } from './http.js';
 import { RelayMetrics } from './metrics.js';
 import { RateLimiter } from './ratelimit.js';
 import { RpcProxy, parseRpcBody, rpcError } from './rpc.js';
@@ -136,7 +136,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       sendError(res, status, code, message);
     };
     if (mediaType(req) !== 'application/cbor') {
-      req.resume(); // small or not, this body is never used; let it drain within the request timeout
+      discardBody(req, limits.maxDiscardBytes); // this body is never used: drained, up to a bound
       return refused(415, 'unsupported-media-type', 'Content-Type must be application/cbor');
     }
     const body = await readBody(req, limits.maxEnvelopeBytes);
@@ -213,7 +213,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   async function dispatch(req: IncomingMessage, res: ServerResponse, route: Route, url: URL): Promise<void> {
     const m = req.method;
     if (route === 'other') {
-      req.resume();
+      discardBody(req, limits.maxDiscardBytes);
       return sendError(res, 404, 'not-found', 'no such endpoint');
     }
     if (route === 'rpc' && m === 'POST') return handleRpc(req, res);
@@ -224,7 +224,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       metrics.stored.set(store.count()); // queue depth, read at scrape time
       return sendText(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
     }
-    req.resume();
+    discardBody(req, limits.maxDiscardBytes);
     sendError(res, 405, 'method-not-allowed', `${route === 'rpc' ? '/rpc' : url.pathname} allows ${ALLOW[route]}`, { allow: ALLOW[route] });
   }
 
@@ -242,7 +242,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       if (debug) log.debug({ route, method: req.method, status: res.statusCode, ms: Math.round(secs * 1e4) / 10, client: req.socket.remoteAddress }, 'request');
     });
     if (isRefusal(target)) {
-      req.resume();
+      discardBody(req, limits.maxDiscardBytes);
       return sendError(res, target.status, target.code, target.message, { connection: 'close' });
     }
     dispatch(req, res, route, url).catch((e: unknown) => {

@@ -115,3 +115,18 @@ test('beyond maxDiscardBytes the relay stops reading and drops the connection', 
   expect(b.closed).toBe(true);
   expect(BigInt((await call(`${relay.url}/rpc`, 'eth_chainId')).result)).toBe(31337n);
 });
+
+test.each([
+  ['an unknown path', 'POST /nope', 'application/json', 404],
+  ['a method not allowed', 'PUT /rpc', 'application/json', 405],
+  ['the wrong media type', 'POST /v1/readings', 'text/plain', 415],
+])('a body nobody reads (%s) is answered, and an endless one is dropped at the discard bound', async (_name, line, type, status) => {
+  const chunk = Buffer.from(`10000\r\n${' '.repeat(0x10000)}\r\n`);
+  const head = `${line} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nTransfer-Encoding: chunked\r\n\r\n`;
+  // 200 × 64 KiB = 12.5 MiB offered, 3 MiB/s at most: the relay must not read it all (4 MiB bound).
+  const a = await rawRequest(relay.port, [head, ...Array.from({ length: 200 }, () => chunk)], { untilClose: true, gapMs: 20, waitMs: 60_000 });
+  expect(a.status).toBe(status);
+  expect(a.closed).toBe(true);
+  // Dropped while the client was still sending: a few MiB past the bound at most (socket buffers), not 12.5.
+  expect(a.written).toBeLessThan(100 * chunk.length);
+});

@@ -10,6 +10,11 @@ import { startHttp } from '../../hosts/receiver/http.js';
 import { Store } from '../../hosts/receiver/store.js';
 import { ReceiverMetrics } from '../../hosts/receiver/metrics.js';
 
+// The test holds our stdin open; when it goes (the test process ended, even by a crash), so do we.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('close', () => process.exit(0));
+process.stdin.resume();
+
 const [kind, json] = process.argv.slice(2);
 const o = JSON.parse(json ?? '{}');
 const dir = mkdtempSync(join(tmpdir(), `iotkx-${kind}-`));

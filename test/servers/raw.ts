@@ -12,6 +12,8 @@ export interface RawAnswer {
   closed: boolean;
   /** A socket error seen (ECONNRESET, EPIPE...), if any. */
   error?: string;
+  /** Bytes handed to the socket before the exchange ended. */
+  written?: number;
 }
 
 /** Parse the first HTTP response in `text`; undefined while it is incomplete. */
@@ -45,13 +47,14 @@ export function rawRequest(port: number, data: string | Buffer | Array<string | 
     let text = '';
     let error: string | undefined;
     let settled = false;
+    let written = 0;
     const finish = (closed: boolean) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       sock.destroy();
       const r = parseResponse(text);
-      resolve(r ? { ...r, closed, error } : { status: 0, headers: {}, body: text, closed, error });
+      resolve(r ? { ...r, closed, error, written } : { status: 0, headers: {}, body: text, closed, error, written });
     };
     const timer = setTimeout(() => finish(false), opts.waitMs ?? 5000);
     sock.on('data', (d) => {
@@ -65,7 +68,9 @@ export function rawRequest(port: number, data: string | Buffer | Array<string | 
     void (async () => {
       for (const p of parts) {
         if (sock.destroyed || settled) return;
-        const more = sock.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+        const bytes = typeof p === 'string' ? Buffer.from(p, 'latin1') : p;
+        written += bytes.length;
+        const more = sock.write(bytes);
         if (!more && opts.readAfterWrite) await new Promise((r) => { sock.once('drain', r); sock.once('close', r); });
         if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
       }
@@ -103,8 +108,10 @@ export interface HostProcess {
 
 /** Start test/servers/host-process.ts in a child process (so a crash is an exit, as under `npm start`). */
 export function startHostProcess(kind: 'relay' | 'receiver', options: Record<string, unknown> = {}): Promise<HostProcess> {
-  const tsx = join(process.cwd(), 'node_modules', '.bin', 'tsx');
-  const child = spawn(tsx, [join(__dirname, 'host-process.ts'), kind, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Node itself with tsx's loader, not the `tsx` wrapper: the wrapper runs the script in a grandchild that a
+  // SIGKILL of the wrapper would leave running. stdin is a pipe the host watches: if this process dies, it exits.
+  const root = join(__dirname, '..', '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'host-process.ts'), kind, JSON.stringify(options)], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   let exit: string | null = null;
