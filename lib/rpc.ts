@@ -6,7 +6,7 @@
  */
 import { addressHex } from './address.js';
 import { hexToBytes, toHex, utf8Decode, utf8Encode, type Hex } from './bytes.js';
-import { IotkxError, check } from './errors.js';
+import { IotkxError, check, nameErrorClass } from './errors.js';
 import { MAX_RESPONSE_BYTES, type Transport } from './platform.js';
 
 /** A JSON-RPC error object returned by the node or relay. */
@@ -16,12 +16,12 @@ export class RpcError extends IotkxError {
   readonly data: unknown;
   constructor(rpcCode: number, rpcMessage: string, data: unknown) {
     super('rpc-error', `rpc: ${rpcCode} ${rpcMessage}`);
-    this.name = 'RpcError';
     this.rpcCode = rpcCode;
     this.rpcMessage = rpcMessage;
     this.data = data;
   }
 }
+nameErrorClass(RpcError, 'RpcError');
 
 const bad = (msg: string) => new IotkxError('bad-response', `rpc: ${msg}`);
 

@@ -195,6 +195,8 @@ export class SimDevice {
     life.worker = await XsWorker.start({ name: `iotkx-sim-${this.opts.name}`, host: this.hostMethods(life), output: 'ignore' });
     this.life = life;
     await life.worker.evaluate(code);
+    // The device's realm is frozen after preload (hosts/xs/freeze.ts): run the firmware the same way.
+    await life.worker.freezeRealm();
     const r = await this.call(life, 'boot', { hardwareRandom: this.opts.hardwareRandom, maxSleepMs: this.opts.maxSleepMs, queue: this.opts.queue });
     this.bootError = r.bootError;
     this.broadcast(r.output);

@@ -39,7 +39,8 @@ export function hostCall(method: string, ...args: unknown[]): any {
   const reply = decodeMessage(new Uint8Array(issueCommand(toArrayBuffer(encodeMessage({ m: method, a: args })))));
   if ('error' in reply) {
     const err = new Error(reply.error.message) as Error & { code?: string };
-    err.name = reply.error.name;
+    // Not `err.name = ...`: Error.prototype is frozen in this realm as on the device (hosts/xs/freeze.ts).
+    Object.defineProperty(err, 'name', { value: reply.error.name, configurable: true });
     if (reply.error.code) err.code = reply.error.code;
     throw err;
   }

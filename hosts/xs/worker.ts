@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { IotkxError } from '../../lib/errors.js';
 import { ROOT } from './bundle.js';
+import { FREEZE_REALM } from './freeze.js';
 import { decodeMessage, encodeMessage, type Reply } from './wire.js';
 
 export interface Meter {
@@ -83,6 +84,11 @@ export class XsWorker {
   /** Run a script (a bundle) in the worker's global scope. */
   async evaluate(code: string): Promise<Meter> {
     return (await this.deliver(Buffer.concat([Buffer.from('e'), Buffer.from(code)]))).meter;
+  }
+
+  /** Freeze the built-ins as the Moddable linker does after preload (hosts/xs/freeze.ts); call after loading. */
+  async freezeRealm(): Promise<void> {
+    await this.evaluate(FREEZE_REALM);
   }
 
   /** Call a method the guest registered with serve(). */

@@ -7,7 +7,7 @@ import { build } from 'esbuild';
 // every source file the firmware imports (the esbuild closure of devices/sensor/main.ts)
 // is listed under the name XS will look it up by.
 const ROOT = path.resolve(__dirname, '../..');
-const MANIFESTS = ['manifests/sensor.json', 'manifests/lib.json', 'devices/sensor/native/manifest.json'];
+const MANIFESTS = ['manifests/sensor.json', 'manifests/esp32.json', 'manifests/lib.json', 'devices/sensor/native/manifest.json'];
 const TOP_KEYS = ['include', 'modules', 'preload', 'resources', 'data', 'config', 'defines', 'creation', 'strip', 'build', 'platforms', 'typescript', 'error'];
 const CREATION_KEYS = ['static', 'chunk', 'heap', 'stack', 'keys', 'parser', 'main', 'nativeStack'];
 const PLATFORM = /^(esp32|esp32\/[a-z0-9_*-]+|lin|mac|win|\.\.\.)$/;
@@ -56,7 +56,20 @@ test.each(MANIFESTS)('%s: JSON with SDK keys; includes and module files exist', 
   for (const p of m.preload ?? []) expect(modules(rel).map((x) => x.name)).toContain(p);
 });
 
-test('sensor.json: creation sizes for esp32 and its subclasses, desktops, and an error for anything else', () => {
+/** mcconfig's platform match (tools/mcmanifest.js matchPlatform, SDK 8.2.3): the FIRST key that matches wins, alone. */
+function matchPlatform(platforms: Record<string, any>, name: string): string | undefined {
+  const parts = name.split('/');
+  while (parts.length) {
+    const partial = parts.join('/');
+    for (const n of Object.keys(platforms)) {
+      if (n.endsWith('/*') ? partial.startsWith(n.slice(0, -1)) : n.startsWith('*/') ? partial.endsWith(n.slice(1)) : partial === n) return n;
+    }
+    parts.length -= 1;
+  }
+  return platforms['...'] ? '...' : undefined;
+}
+
+test('sensor.json: every esp32 target takes the shared esp32 manifest and its own sizes; desktops; an error for anything else', () => {
   const m = read('manifests/sensor.json');
   const check = (c: any) => {
     for (const k of Object.keys(c)) expect(CREATION_KEYS).toContain(k);
@@ -67,11 +80,23 @@ test('sensor.json: creation sizes for esp32 and its subclasses, desktops, and an
   };
   expect(check(m.creation)).toBeLessThanOrEqual(200 * 1024); // classic ESP32 without PSRAM: ~160 KiB for XS (MODDABLE.md §5)
   expect(m.creation.main).toBe('main');
-  for (const p of ['esp32', 'esp32/*', 'esp32/esp32c3', 'esp32/esp32s3', 'lin', 'mac', 'win']) expect(m.platforms[p]).toBeDefined();
+  // Only the first matching key merges: each esp32 target must reach a key that includes manifests/esp32.json
+  // (board module, serial console config, SHT3x, IO), and the subclasses their own creation.
+  const expectKey = { esp32: 'esp32', 'esp32/nodemcu': 'esp32/*', 'esp32/esp32c3': 'esp32/esp32c3', 'esp32/esp32s3': 'esp32/esp32s3', 'esp32/moddable_two': 'esp32/*', lin: 'lin', mac: 'mac', win: 'win', zephyr: '...' };
+  for (const [target, key] of Object.entries(expectKey)) {
+    expect({ target, key: matchPlatform(m.platforms, target) }).toEqual({ target, key });
+    if (target.startsWith('esp32')) expect(m.platforms[key].include).toContain('./esp32.json');
+  }
   for (const p of ['esp32/*', 'esp32/esp32c3', 'esp32/esp32s3', 'lin']) check(m.platforms[p].creation);
   expect(typeof m.platforms['...'].error).toBe('string');
-  // The board module is chosen per platform.
-  for (const p of ['esp32', 'lin', 'mac', 'win']) expect(m.platforms[p].modules['devices/sensor/platform/board']).toBeDefined();
+  // The board module is chosen per platform: board.ts through esp32.json, board-desktop.ts on the desktops.
+  expect(read('manifests/esp32.json').modules['devices/sensor/platform/board']).toBe('../devices/sensor/platform/board');
+  expect(read('manifests/esp32.json').config.console).toBeDefined();
+  for (const p of ['lin', 'mac', 'win']) expect(m.platforms[p].modules['devices/sensor/platform/board']).toBe('../devices/sensor/platform/board-desktop');
+  // Ambient declarations reach mcconfig's tsc only through typescript.tsconfig.compilerOptions.types.
+  const types: string[] = m.typescript.tsconfig.compilerOptions.types;
+  for (const t of types) expect(fs.existsSync(path.resolve(ROOT, 'manifests', `${t}.d.ts`))).toBe(true);
+  expect(types.map((t) => path.basename(t))).toEqual(expect.arrayContaining(['iotkx-native', 'sht3x']));
 });
 
 test('module names mirror the source tree, and the firmware\'s whole import closure is listed', async () => {
@@ -84,7 +109,9 @@ test('module names mirror the source tree, and the firmware\'s whole import clos
   }
   const r = await build({
     entryPoints: [path.join(ROOT, 'devices/sensor/main.ts')], bundle: true, write: false, metafile: true, format: 'esm',
-    platform: 'neutral', mainFields: ['module', 'main'], external: SDK_MODULES, logLevel: 'silent',
+    platform: 'neutral', mainFields: ['module', 'main'], external: SDK_MODULES, logLevel: 'silent', absWorkingDir: ROOT, preserveSymlinks: true,
+    // platform/moddable.ts imports its board by manifest name (board.ts here; board-desktop.ts on desktops, listed too).
+    alias: { 'devices/sensor/platform/board': './devices/sensor/platform/board.ts' },
   });
   const listed = (file: string) => all.some(({ file: f }) => {
     if (f.endsWith('*')) return path.dirname(file) === path.dirname(f) && !file.endsWith('.d.ts');

@@ -12,5 +12,7 @@ export async function startGuest(entry: string, host: HostMethods = {}): Promise
   const b = await bundle(entry);
   const worker = await XsWorker.start({ host: { ...testHost, ...host } });
   await worker.evaluate(b.code);
+  // As on the device after preload (hosts/xs/freeze.ts).
+  await worker.freezeRealm();
   return worker;
 }

@@ -39,8 +39,9 @@ function consolePort(): ConsolePort {
   const serial = new Serial({
     port: c.port ?? 0, receive: c.receive ?? 3, transmit: c.transmit ?? 1, baud: c.baud ?? 115200, format: 'buffer',
     onReadable() {
+      // format "buffer": read() gives an ArrayBuffer (the SDK types it number | ArrayBuffer for format "number").
       const b = this.read();
-      if (b) split.pushBytes(new Uint8Array(b));
+      if (b instanceof ArrayBuffer) split.pushBytes(new Uint8Array(b));
     },
   });
   return {
@@ -66,9 +67,10 @@ const network: Network = {
       // A build with ssid=/password= is connected before main runs (MODDABLE.md §1).
       if (Net.get('IP')) { rfOn = true; resolve(); return; }
       if (!credentials) { reject(new IotkxError('no-network', 'no Wi-Fi credentials provisioned and none built in')); return; }
-      const wifi = new WiFi({
+      // onChanged gets no `this` in the SDK's typings: read the instance itself.
+      const wifi: WiFi = new WiFi({
         onChanged() {
-          if (this.address) { rfOn = true; resolve(); }
+          if (wifi.address) { rfOn = true; resolve(); }
         },
       });
       wifi.connect({ SSID: credentials.ssid, password: credentials.password });

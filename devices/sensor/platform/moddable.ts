@@ -9,7 +9,9 @@ import Timer from 'timer';
 import { Request } from 'http';
 import { IotkxError } from '../../../lib/errors.js';
 import { MAX_RESPONSE_BYTES, type HttpResponse, type Storage, type Transport } from '../../../lib/platform.js';
-import { board } from './board.js';
+// By module name, not './board.js': the manifest maps this name to board.ts (esp32) or board-desktop.ts
+// (lin/mac/win), and mcconfig's tsc resolves names through the same map, so each platform type-checks its own board.
+import { board } from 'devices/sensor/platform/board';
 import type { FirmwarePlatform } from './types.js';
 
 /** NVS namespace (≤ 15 characters). */
@@ -18,8 +20,11 @@ const DOMAIN = 'iotkx';
 const HTTP_TIMEOUT_MS = 15_000;
 
 const toBytes = (b: ArrayBuffer) => new Uint8Array(b);
+/** A copy in a fresh ArrayBuffer (`b.buffer` may be a read-only HostBuffer on Moddable, which has no slice). */
 function toBuffer(b: Uint8Array): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  const out = new ArrayBuffer(b.byteLength);
+  new Uint8Array(out).set(b);
+  return out;
 }
 
 const storage: Storage = {

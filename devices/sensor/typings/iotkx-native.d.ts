@@ -17,3 +17,15 @@ declare module "iotkx/restart" {
   function restart(): never;
   export { restart as default };
 }
+declare module "iotkx/desktop" {
+  const Desktop: {
+    /** Listen on 127.0.0.1 ($IOTKX_CONSOLE_PORT, or an OS-chosen port); returns the port. */
+    listen(): number;
+    /** Accept a waiting client; the bytes received since the last poll, or undefined. */
+    poll(): ArrayBuffer | undefined;
+    write(buffer: ArrayBuffer | Uint8Array): void;
+    /** The host's 1-minute load average. */
+    loadavg(): number;
+  };
+  export { Desktop as default };
+}

@@ -12,7 +12,8 @@ declare module "embedded:io/serial" {
   }
   class Serial {
     constructor(options: SerialOptions);
-    read(count?: number): ArrayBuffer | undefined;
+    read(): number | ArrayBuffer | undefined;
+    read(byteLength: number): ArrayBuffer | undefined;
     write(data: ArrayBuffer | ArrayBufferView): void;
     close(): void;
     format: "buffer" | "number";
