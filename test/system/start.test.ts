@@ -68,8 +68,11 @@ test('npm start: devices pair, exchange keys and their readings arrive decrypted
       const seqs = page.readings.map((r: any) => BigInt(r.seq));
       expect(seqs).toEqual([...seqs].sort((a, b) => (a < b ? -1 : 1)));
     }
-    const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
-    expect(devices.map((d) => d.state)).toEqual(['accepted', 'accepted']);
+    // Readings count from the signed acceptance (§5.6), so they can come before it has its 2 confirmations.
+    await until('both acceptances settled', async () => {
+      const devices = (await (await fetch(`${info.receiverUrl}/v1/devices`)).json()) as any[];
+      return devices.length === 2 && devices.every((d) => d.state === 'accepted');
+    }, 60_000, 500);
   } catch (e) {
     throw new Error(`${(e as Error).message}\n--- npm start output ---\n${out}`);
   } finally {
