@@ -67,11 +67,14 @@ export function devicesView(store: Store): DeviceRow[] {
   const db = store.db;
   const devices = db.prepare('SELECT device, status FROM devices ORDER BY first_seen_ms, device').all() as { device: string; status: string }[];
   return devices.map(({ device, status }) => {
-    const epochs = db.prepare('SELECT epoch, state, key_version, readings, seq_state FROM epochs WHERE device = ? ORDER BY epoch')
-      .all(device) as { epoch: string; state: string; key_version: number; readings: number; seq_state: string | null }[];
+    const epochs = db.prepare('SELECT epoch, state, key_version, readings, seq_state, signed_block FROM epochs WHERE device = ? ORDER BY epoch')
+      .all(device) as { epoch: string; state: string; key_version: number; readings: number; seq_state: string | null; signed_block: number | null }[];
     const latest = epochs.at(-1);
-    const active = [...epochs].reverse().find((e) => e.state === 'accepted');
-    const latestState = stateName(latest);
+    // §5.6: an epoch whose acceptance we signed counts as accepted for readings even if its acceptKey reverted or
+    // was reorganised away; the view says so too, so `epoch` and `lastSeq` name the epoch readings arrive under.
+    const counts = (e: (typeof epochs)[number]) => e.state === 'accepted' || (e.signed_block !== null && e.state !== 'rejected' && e.state !== 'rejectSent');
+    const active = [...epochs].reverse().find(counts);
+    const latestState = latest && counts(latest) ? 'accepted' : stateName(latest);
     const activeSeq = active ? seqStateFromJson(active.seq_state) : undefined;
     return {
       device,

@@ -116,11 +116,15 @@ describe('npm start and its data directory (spawned as a user runs it)', () => {
   test('Ctrl-C during start-up stops cleanly: exit 0, the lock released, no process left behind', async () => {
     const dir = path.join(tmp(), 'run');
     const s = npmStart(['--devices', '1', '--data-dir', dir]);
-    await until('start-up under way', () => s.output().includes('chain: anvil'), 150_000, 50);
-    s.child.kill('SIGINT');
-    expect(await s.exited).toBe(0);
-    expect(s.output()).toContain('stopped.');
-    expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
+    try {
+      await until('start-up under way', () => s.output().includes('chain: anvil'), 150_000, 50);
+      s.child.kill('SIGINT');
+      expect(await s.exited).toBe(0);
+      expect(s.output()).toContain('stopped.');
+      expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
+    } finally {
+      if (s.child.exitCode === null) { s.child.kill('SIGINT'); await s.exited; }
+    }
   });
 
   test('a second start on a running system is refused; --keep resumes chain, receiver and devices', async () => {
