@@ -179,3 +179,21 @@ export function decodeComponent(s: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Read and throw away the body of a request answered without it (404, 405, 415...), so the connection can
+ * serve the next request; past `maxBytes` the connection is dropped instead of reading on.
+ */
+export function discardBody(req: IncomingMessage, maxBytes: number): void {
+  if (req.complete) return;
+  let seen = 0;
+  const onData = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > maxBytes) {
+      req.off('data', onData);
+      req.socket.destroy();
+    }
+  };
+  req.on('data', onData);
+  req.resume();
+}

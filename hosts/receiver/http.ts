@@ -10,7 +10,7 @@ import { routeLabel, type ReceiverMetrics } from './metrics.js';
 import { gapCount, seqStateFromJson } from './seqwindow.js';
 import { pad, unpad, type Store } from './store.js';
 import { EXPORT_CONTENT_TYPE, exportLines, exportQueryOf, ExportQueryError, isExportQuery } from './export.js';
-import { admitRequest, decodeComponent, guardServer, isRefusal, serverOptions, type ServerGuardLimits } from '../http-guard.js';
+import { admitRequest, decodeComponent, discardBody, guardServer, isRefusal, serverOptions, type ServerGuardLimits } from '../http-guard.js';
 
 /** Hosts that count as loopback for the no-token rule (§9: "binds to loopback by default"). */
 export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -160,6 +160,9 @@ export const RECEIVER_HTTP_LIMITS: ServerGuardLimits = Object.freeze({
   maxHeaderBytes: 16 * 1024,
 });
 
+/** A request body (never used here) is read and discarded up to this, then the connection is dropped. */
+const MAX_DISCARD_BYTES = 64 * 1024;
+
 export interface HttpOptions {
   host: string;
   port: number;
@@ -187,6 +190,8 @@ export async function startHttp(opts: HttpOptions, store: Store, metrics: Receiv
   const limits: ServerGuardLimits = { ...RECEIVER_HTTP_LIMITS, ...opts.limits };
   const server = createServer(serverOptions(limits), (req, res) => {
     const started = process.hrtime.bigint();
+    // No route reads a body: whatever a client sends is thrown away, and past a bound the connection dropped.
+    discardBody(req, MAX_DISCARD_BYTES);
     // Parsed without throwing: `GET //` once crashed the process here (`new URL('//', base)` throws).
     const target = admitRequest(req);
     const url = isRefusal(target) ? new URL('http://receiver/') : target.url;

@@ -136,23 +136,7 @@ export function refuseBody(req: IncomingMessage, res: ServerResponse, maxDiscard
   req.resume();
 }
 
-/**
- * Read and throw away the body of a request answered without it (404, 405, 415...), so the connection can
- * serve the next request; past `maxBytes` the connection is dropped instead of reading on.
- */
-export function discardBody(req: IncomingMessage, maxBytes: number): void {
-  if (req.complete) return;
-  let seen = 0;
-  const onData = (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > maxBytes) {
-      req.off('data', onData);
-      req.socket.destroy();
-    }
-  };
-  req.on('data', onData);
-  req.resume();
-}
+export { discardBody } from '../http-guard.js';
 
 /** The media type of a Content-Type header, lower case, without parameters. */
 export function mediaType(req: IncomingMessage): string | undefined {

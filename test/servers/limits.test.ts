@@ -69,6 +69,17 @@ describe.each(SUBJECTS)('$name', (s) => {
     expect(received().match(/HTTP\/1\.1/g)).toHaveLength(1);
   });
 
+  test('a body no route reads is thrown away up to a bound, then the connection is dropped while the client still sends', async () => {
+    const chunk = Buffer.from(`10000\r\n${' '.repeat(0x10000)}\r\n`);
+    const head = `POST /nope HTTP/1.1\r\nHost: ${hostOf(caps)}\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n`;
+    // 12.5 MiB offered; the long request timeout of this host cannot be what stops it.
+    const a = await rawRequest(caps.port, [head, ...Array.from({ length: 200 }, () => chunk)], { host: ip(caps), localAddress: '127.0.0.6', untilClose: true, gapMs: 20, waitMs: 60_000 });
+    expect(a.status).toBeGreaterThanOrEqual(400);
+    expect(a.closed).toBe(true);
+    expect(a.written).toBeLessThan(100 * chunk.length);
+    expect(await healthz(caps)).toBe(200);
+  });
+
   test('per client: the N+1th connection from one address is closed at once; others are still served', async () => {
     const held = await Promise.all(Array.from({ length: CAPS.maxConnectionsPerClient }, () => holdOpen(caps.port, { host: ip(caps), localAddress: '127.0.0.4' })));
     // Let the server register them (accept runs asynchronously to the client's connect).
