@@ -121,6 +121,12 @@ export class Ingest {
     return { status: 'refused', reason };
   }
 
+  /** A refusal of an envelope that authenticated: also counted per device (the `refused` table). */
+  private refuseAuthentic(device: string, reason: RefusalReason, now: number): IngestResult {
+    this.store.stmt.countRefused.run(device, reason, now);
+    return this.refuse(reason);
+  }
+
   /** Judges one envelope, in its own transaction; `parkOk` false when re-trying a parked one (it is never parked twice). */
   ingest(bytes: Uint8Array, now = Date.now(), parkOk = true): IngestResult {
     return this.atomically(() => this.judge(bytes, now, parkOk));
@@ -138,7 +144,6 @@ export class Ingest {
     const q = this.store.stmt;
     const dev = q.device.get(device) as { status: string; revoked_block: number | null } | undefined;
     if (!dev) return this.refuse('unknown-device');
-    if (dev.status === 'revoked') return this.refuse('revoked');
     const epoch = pad(env.epoch);
     const row = q.epoch.get(device, epoch) as EpochRow | undefined;
     // §5.6/§7: an epoch whose acceptance we signed counts as accepted for readings, whatever became of the
@@ -150,10 +155,13 @@ export class Ingest {
     // K stored, acceptance not signed yet (deferred by the rate limit): authenticate, then hold the envelope
     // until the row settles.
     const pendingAccept = row !== undefined && !accepted && row.state === 'keyStored';
+    // A revoked device's envelopes are refused (§5.6); those it sealed under a K we hold are authenticated first,
+    // so the dashboard can show the provider that the device is still sending (counted per device only then).
+    if (dev.status === 'revoked' && (!row || !row.k_enc || !accepted)) return this.refuse('revoked');
     if (!row || !row.k_enc || (!accepted && !pendingAccept)) return this.refuse('unknown-epoch');
     // §5.6: after re-enrolment only epochs accepted (or whose acceptance we signed) later are valid.
     const acceptedAt = row.state === 'accepted' ? row.accepted_block : (row.signed_block ?? row.accepted_block);
-    if (accepted && dev.revoked_block !== null && (acceptedAt ?? 0) <= dev.revoked_block) return this.refuse('revoked');
+    const revokedEpoch = dev.status === 'revoked' || (accepted && dev.revoked_block !== null && (acceptedAt ?? 0) <= dev.revoked_block);
     const K = this.store.openK(device, env.epoch, row.k_enc);
     const chId = channelId(BigInt(this.ctx.chainId), hexToBytes(this.ctx.contract), env.device, hexToBytes(this.ctx.receiver));
     const dataKey = dataKeyOf(K, chId);
@@ -163,12 +171,13 @@ export class Ingest {
       values = openReading(dataKey, env).values;
     } catch (e) {
       const code = e instanceof IotkxError ? e.code : '';
-      if (code === 'bad-reading') return this.refuse(/NaN|Infinity/.test((e as Error).message) ? 'non-finite' : 'bad-reading');
-      return this.refuse('auth-failed');
+      if (code === 'bad-reading') return this.refuseAuthentic(device, /NaN|Infinity/.test((e as Error).message) ? 'non-finite' : 'bad-reading', now);
+      return this.refuse(revokedEpoch ? 'revoked' : 'auth-failed');
     } finally {
       dataKey.fill(0);
     }
     // Authentic from here on.
+    if (revokedEpoch) return this.refuseAuthentic(device, 'revoked', now);
     if (pendingAccept) {
       const n = (q.parkedCount.get(device) as { n: number }).n;
       if (!parkOk || n >= this.cfg.maxParked) return this.refuse('unknown-epoch');
@@ -177,7 +186,7 @@ export class Ingest {
     }
     // §5.6 grace: a later epoch's first authentic envelope starts the old epoch's clock.
     const later = q.laterEpochStart.get(device, epoch) as { t: number | null };
-    if (later.t !== null && now > later.t + this.cfg.oldEpochGraceMs) return this.refuse('old-epoch');
+    if (later.t !== null && now > later.t + this.cfg.oldEpochGraceMs) return this.refuseAuthentic(device, 'old-epoch', now);
     const seqs = seqStateFromJson(row.seq_state);
     const verdict = classifySeq(seqs, env.seq, this.cfg.seqWindow);
     if (verdict === 'replay' || verdict === 'too-old') {

@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS parked (
   envelope BLOB NOT NULL UNIQUE, parked_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS parked_device ON parked (device);
+-- authentic envelopes refused, by device and reason (revoked, old-epoch, non-finite, bad-reading): what the
+-- dashboard shows a provider. Only envelopes that authenticated are counted, so a stranger posting junk under
+-- a device's address moves nothing here (PROTOCOL.md §7).
+CREATE TABLE IF NOT EXISTS refused (
+  device TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+  PRIMARY KEY (device, reason)
+);
 `;
 
 /** Columns added after the first schema: ALTER TABLE for a database made before them. */
@@ -96,6 +103,8 @@ function prepareStatements(db: Db) {
     epoch: db.prepare('SELECT state, k_enc, seq_state, accepted_block, signed_block FROM epochs WHERE device = ? AND epoch = ?'),
     laterEpochStart: db.prepare('SELECT MIN(first_env_ms) AS t FROM epochs WHERE device = ? AND epoch > ? AND first_env_ms IS NOT NULL'),
     countReplay: db.prepare('UPDATE epochs SET replays = replays + 1 WHERE device = ? AND epoch = ?'),
+    countRefused: db.prepare(`INSERT INTO refused (device, reason, n, last_ms) VALUES (?, ?, 1, ?)
+      ON CONFLICT (device, reason) DO UPDATE SET n = n + 1, last_ms = excluded.last_ms`),
     insertReading: db.prepare('INSERT INTO readings (device, epoch, seq, values_json, t, skewed, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     recordSeq: db.prepare(`UPDATE epochs SET seq_state = ?, readings = readings + 1, first_env_ms = COALESCE(first_env_ms, ?), updated_ms = ?
       WHERE device = ? AND epoch = ?`),

@@ -290,6 +290,13 @@ test('a revoked device does not look healthy: its history shows the revocation, 
   }, 60_000);
   expect(h.revokedBlock).toBe(Number(receipt.blockNumber));
   expect((await getJson(`${base}/v1/devices`)).find((d: any) => d.device === victim).state).toBe('revoked');
+  // The device has not noticed yet and keeps sealing: its authentic readings are refused, and that shows.
+  const refused = await until('refused readings of the revoked device', async () => {
+    const o = await getJson(`${base}/v1/dashboard`);
+    const d = o.devices.find((x: any) => x.device === victim);
+    return d.refused > 0 ? d.refused : undefined;
+  }, 60_000);
+  expect((await getJson(`${base}/v1/devices/${victim}/history`)).refused.revoked).toBeGreaterThanOrEqual(refused);
   if (!browser) return;
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   try {
@@ -300,6 +307,8 @@ test('a revoked device does not look healthy: its history shows the revocation, 
     const row = page.locator('#history tr.revoked');
     await row.waitFor({ timeout: 30_000 });
     expect(await row.textContent()).toContain(`revoked at block ${receipt.blockNumber}`);
+    expect(await row.textContent()).toMatch(/\d+ of its readings refused since/);
+    expect(Number(await page.locator(`#devices tr[data-device="${victim}"] td.refused`).textContent())).toBeGreaterThan(0);
     await page.screenshot({ path: path.join(SHOTS, '6-revoked.png'), fullPage: true });
   } finally {
     await context.close();

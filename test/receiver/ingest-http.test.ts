@@ -225,8 +225,12 @@ test('a revoked device: state revoked, its readings refused', async () => {
   expect((await env.tx(env.actors.receiver, 'revoke', [rcv.address, d.address])).error).toBeUndefined();
   await rcv.sync();
   expect(await deviceView(d)).toMatchObject({ state: 'revoked', epoch: '2' });
+  const counted = () => rcv.store.db.prepare('SELECT COALESCE(SUM(n), 0) AS n FROM refused WHERE device = ?').get(d.address.toLowerCase());
+  const before = counted();
   const b = { dev: d, epoch: 2n, dataKey: new Uint8Array(32) };
   expect(rcv.ingest.ingest(seal(b, 2n))).toEqual({ status: 'refused', reason: 'revoked' });
+  // Forged under the device's name (it does not authenticate): refused, and not counted for the device (§7).
+  expect(counted()).toEqual(before);
 });
 
 test('GET /metrics is Prometheus text with exchanges by outcome and readings by reason', async () => {

@@ -12,7 +12,7 @@ const MAX_POINTS = 5000;
 interface LastReading { epoch: string; seq: string; values: Record<string, unknown>; receivedAt: string }
 interface Device {
   device: string; epoch: string | null; pendingEpoch: string | null; state: string; keyVersion: number | null;
-  readings: number; lastSeq: string | null; gaps: number; keyAgeSec: number | null; replaysRefused: number;
+  readings: number; lastSeq: string | null; gaps: number; keyAgeSec: number | null; replaysRefused: number; refused: number;
   lastReading: LastReading | null;
 }
 interface Overview {
@@ -154,7 +154,7 @@ function showLatest(u: uPlot): void {
   u.setLegend({ idx: n - 1 });
 }
 
-interface DeviceHistory { status: string; revokedBlock: number | null; epochs: EpochHistory[] }
+interface DeviceHistory { status: string; revokedBlock: number | null; refused: Record<string, number>; epochs: EpochHistory[] }
 
 function renderHistory(h: DeviceHistory): void {
   const body = $('#history tbody');
@@ -164,7 +164,8 @@ function renderHistory(h: DeviceHistory): void {
     ? [el('tr', undefined, { class: 'revoked' })]
     : [];
   if (revoked.length) {
-    revoked[0].append(el('td', `revoked${h.revokedBlock !== null ? ` at block ${h.revokedBlock}` : ''}: its readings are refused; only the receiver can enroll it again, and only epochs accepted after that count`, { colspan: '10', class: 'state-revoked' }));
+    const still = h.refused.revoked ? ` (${h.refused.revoked} of its readings refused since)` : '';
+    revoked[0].append(el('td', `revoked${h.revokedBlock !== null ? ` at block ${h.revokedBlock}` : ''}: its readings are refused${still}; only the receiver can enroll it again, and only epochs accepted after that count`, { colspan: '10', class: 'state-revoked' }));
   }
   body.replaceChildren(...revoked, ...h.epochs.map((e) => {
     const tr = el('tr', undefined, { 'data-epoch': e.epoch });
@@ -191,6 +192,7 @@ function renderDevices(o: Overview): void {
       el('td', d.device, { class: 'address' }), el('td', d.state, { class: `state-${d.state}` }), el('td', epoch),
       el('td', age(d.keyAgeSec)), el('td', String(d.readings), { class: 'readings' }),
       el('td', describe(d.lastReading, now), { class: 'last' }), el('td', String(d.gaps)), el('td', String(d.replaysRefused)),
+      el('td', String(d.refused), { class: d.refused > 0 ? 'refused warn' : 'refused' }),
     );
     const pick = () => select(d.device);
     tr.addEventListener('click', pick);

@@ -19,6 +19,8 @@ export interface DeviceSummary extends DeviceRow {
   keyAgeSec: number | null;
   /** Replayed or too-old envelopes refused, over all epochs (the per-epoch `replays` column ingest keeps). */
   replaysRefused: number;
+  /** Authentic envelopes refused for another reason (after revocation, past the old-epoch grace, bad values). */
+  refused: number;
   lastReading: LastReading | null;
 }
 
@@ -35,7 +37,8 @@ export interface Overview {
 
 export function overviewView(store: Store, now = Date.now()): Overview {
   const db = store.db;
-  const base = devicesView(store) as Omit<DeviceSummary, 'keyAgeSec' | 'replaysRefused' | 'lastReading'>[];
+  const base = devicesView(store) as Omit<DeviceSummary, 'keyAgeSec' | 'replaysRefused' | 'refused' | 'lastReading'>[];
+  const refused = db.prepare('SELECT COALESCE(SUM(n), 0) AS n FROM refused WHERE device = ?');
   const keyTimes = db.prepare('SELECT COALESCE(action_ms, created_ms) AS ms FROM epochs WHERE device = ? AND epoch = ?');
   const replays = db.prepare('SELECT COALESCE(SUM(replays), 0) AS n FROM epochs WHERE device = ?');
   const last = db.prepare('SELECT epoch, seq, values_json, received_ms FROM readings WHERE device = ? ORDER BY epoch DESC, seq DESC LIMIT 1');
@@ -46,6 +49,7 @@ export function overviewView(store: Store, now = Date.now()): Overview {
       ...d,
       keyAgeSec: key ? Math.max(0, Math.floor((now - key.ms) / 1000)) : null,
       replaysRefused: (replays.get(d.device) as { n: number }).n,
+      refused: (refused.get(d.device) as { n: number }).n,
       lastReading: r
         ? { epoch: unpad(r.epoch).toString(), seq: unpad(r.seq).toString(), values: JSON.parse(r.values_json), receivedAt: new Date(r.received_ms).toISOString() }
         : null,
@@ -98,6 +102,8 @@ export interface DeviceHistory {
   status: string;
   /** Block of the last DeviceRevoked: epochs accepted up to it are refused for readings (§5.6). */
   revokedBlock: number | null;
+  /** Authentic envelopes refused, by reason (ingest.ts refuseAuthentic). */
+  refused: Record<string, number>;
   epochs: EpochHistory[];
 }
 
@@ -118,6 +124,8 @@ export function historyView(store: Store, device: string): DeviceHistory | null 
     device,
     status: dev.status,
     revokedBlock: dev.revoked_block,
+    refused: Object.fromEntries((db.prepare('SELECT reason, n FROM refused WHERE device = ? ORDER BY reason').all(device) as { reason: string; n: number }[])
+      .map((r) => [r.reason, r.n])),
     epochs: rows.map((r) => ({
       epoch: unpad(r.epoch).toString(),
       state: r.state,
