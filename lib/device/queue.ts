@@ -285,9 +285,9 @@ export class ReadingQueue {
   }
 
   /**
- * Write RAM's envelopes to storage (one Storage write): appended to the newest slot if
- * they fit, else as a new slot. When the ring is full, the oldest slot is dropped and counted.
- */
+   * Write RAM's envelopes to storage (one Storage write): appended to the newest slot if
+   * they fit, else as a new slot. When the ring is full, the oldest slot is dropped and counted.
+   */
   spill(afterFailure = false): void {
     if (this.ram.length === 0) return;
     const all = this.ordered();
