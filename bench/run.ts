@@ -64,6 +64,12 @@ if (want('firmware')) {
   });
 }
 
+if (want('channel')) {
+  await optional('channel.ts', async (m) => {
+    const r = await m.channelBench();
+    sections.push({ title: 'Relay channel check: cost per POST (enrolment index vs the former per-address getLogs)', header: r.header, rows: r.rows, method: r.method });
+  });
+}
 if (want('wear')) {
   await optional('wear.ts', async (m) => {
     const r = await m.wearBench();
