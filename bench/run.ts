@@ -64,6 +64,19 @@ if (want('firmware')) {
   });
 }
 
+if (want('channel')) {
+  await optional('channel.ts', async (m) => {
+    const r = await m.channelBench();
+    sections.push({ title: 'Relay channel check: cost per POST (enrolment index vs the former per-address getLogs)', header: r.header, rows: r.rows, method: r.method });
+  });
+}
+if (want('wear')) {
+  await optional('wear.ts', async (m) => {
+    const r = await m.wearBench();
+    sections.push({ title: 'Flash wear: NVS entries per reading and partition life', header: r.header, rows: r.rows, method: r.method });
+  });
+}
+
 const body = sections.map((s) => `${table(s.title, s.header, s.rows)}\n${s.method}\n`).join('\n');
 console.log(body);
 if (only.length === 0) {

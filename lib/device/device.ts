@@ -31,11 +31,6 @@ export interface DeviceReport extends DeviceStatus {
 const DRAIN_RETRY_MIN_MS = 5_000;
 /** …up to this. */
 const DRAIN_RETRY_MAX_MS = 600_000;
-/**
- * Readings held in RAM only (not yet acknowledged, lost to a power cut: a §7 gap) span at
- * most about this long before the queue spills them to storage.
- */
-export const RAM_WINDOW_SEC = 300;
 /** Never ask the timer for more than this, so a changed state is noticed. */
 const MAX_TICK_MS = 600_000;
 
@@ -89,8 +84,6 @@ export class Device {
       this.nextStepAt = now + r.waitMs;
     }
     const cfg = this.engine.config;
-    // Flash wear (queue.ts): readings wait in RAM for the relay, at most about RAM_WINDOW_SEC of them.
-    if (cfg) this.queue.setRamLimit(RAM_WINDOW_SEC / cfg.intervalSec);
     if (cfg && this.engine.activeKey()) {
       if (now >= this.nextReadingAt) {
         this.takeReading(now);

@@ -15,13 +15,17 @@
  *
  * Decisions:
  * - RAM first. A new envelope joins the RAM tail; a drain that the relay acknowledges
- *   removes it there, and nothing is written (steady state: no queue write at all). The
- *   RAM tail is spilled as ONE new slot when it holds `ramLimit` envelopes (the device
- *   sets it from its interval: about 5 minutes of readings, at most `ramEnvelopes`,
- *   default 8), when the next one would not fit a slot, and when a drain fails (the
- *   relay did not acknowledge: an outage begins). §7: an unacknowledged reading
- *   lost to a power cut is an allowed gap; what a cut can lose is bounded by ramLimit.
- *   An acknowledged reading is the relay's to keep: the device needs no record of it.
+ *   removes it there, and nothing is written (steady state: no queue write at all). RAM
+ *   is spilled in ONE write when a drain fails (the relay did not acknowledge: at once,
+ *   not after a delay), when it holds `ramEnvelopes` (default 8, a slot's worth), or
+ *   when the next envelope would not fit a slot: appended to the newest slot while they
+ *   fit, else as a new slot (after a failed drain only if there is no slot yet: the
+ *   rest waits for a full batch), so the small spills of an outage do not shrink what
+ *   the ring holds. §7: an unacknowledged reading lost to a power cut is an allowed
+ *   gap; a cut loses at most the readings sealed since the last failed drain or spill
+ *   (fewer than ramEnvelopes; the device drains every tick with a reading, so with a
+ *   reachable relay that is the reading of the current tick). An acknowledged reading
+ *   is the relay's to keep: the device needs no record of it.
  * - Every spill is ONE Storage.set (and a slot is deleted with one delete). There is no
  *   head/tail record: each slot carries a generation number, generation g lives in slot
  *   g mod N, so the newest slot is the highest generation and the oldest the lowest. A
@@ -200,7 +204,6 @@ export class ReadingQueue {
   /** Envelopes newer than every slot, not written anywhere (lost to a power cut: a gap, §7). */
   private ram: Uint8Array[] = [];
   private ramBytes = 0;
-  private ramLimit: number;
   private stats = { sent: 0, droppedFull: 0, refused: 0, resealed: 0 };
   private sentUnsaved = 0;
   private draining = false;
@@ -219,7 +222,6 @@ export class ReadingQueue {
     check(Number.isInteger(this.slotBytes) && this.slotBytes >= 256 && this.slotBytes <= MAX_VALUE_BYTES, 'bad-option', `queue: slotBytes must be 256..${MAX_VALUE_BYTES}`);
     check(Number.isInteger(this.maxPerDrain) && this.maxPerDrain >= 1, 'bad-option', 'queue: maxPerDrain must be ≥ 1');
     check(Number.isInteger(this.ramEnvelopes) && this.ramEnvelopes >= 1 && this.ramEnvelopes <= 64, 'bad-option', 'queue: ramEnvelopes must be 1..64');
-    this.ramLimit = this.ramEnvelopes;
     this.load();
   }
 
@@ -255,16 +257,6 @@ export class ReadingQueue {
     this.sentUnsaved = 0;
   }
 
-  /**
-   * How many envelopes RAM may hold before a spill: the device sets it from its reading
-   * interval (about 5 minutes of readings); clamped to 1..ramEnvelopes. Spills at once if
-   * RAM already holds that many.
-   */
-  setRamLimit(n: number): void {
-    this.ramLimit = Math.max(1, Math.min(this.ramEnvelopes, Math.floor(n)));
-    if (this.ram.length >= this.ramLimit) this.spill();
-  }
-
   /** Slots oldest first. */
   private ordered(): Array<[number, Slot]> {
     return [...this.ring.entries()].sort((a, b) => a[1].gen - b[1].gen);
@@ -282,21 +274,41 @@ export class ReadingQueue {
     this.ring.delete(i);
   }
 
-  /** Append one sealed envelope: to RAM, spilled with the rest of RAM as one slot once ramLimit is reached. */
+  /** Append one sealed envelope: to RAM, spilled with the rest of RAM once ramEnvelopes are held. */
   enqueue(envelope: Uint8Array): void {
     check(envelope.length > 0 && SLOT_HEADER + 2 + envelope.length <= this.slotBytes, 'reading-too-large',
       `queue: a ${envelope.length}-byte envelope does not fit a ${this.slotBytes}-byte slot`);
     if (this.ram.length > 0 && SLOT_HEADER + this.ramBytes + 2 + envelope.length > this.slotBytes) this.spill();
     this.ram.push(envelope);
     this.ramBytes += 2 + envelope.length;
-    if (this.ram.length >= this.ramLimit) this.spill();
+    if (this.ram.length >= this.ramEnvelopes) this.spill();
   }
 
-  /** Write RAM's envelopes as one new slot (one Storage write). When the ring is full, the oldest slot is dropped and counted. */
-  spill(): void {
+  /**
+   * Write RAM's envelopes to storage (one Storage write): appended to the newest slot if
+   * they fit, else as a new slot. When the ring is full, the oldest slot is dropped and counted.
+   */
+  spill(afterFailure = false): void {
     if (this.ram.length === 0) return;
     const all = this.ordered();
     const tail = all.length ? all[all.length - 1] : undefined;
+    if (tail) {
+      // Room in the newest slot (a failed drain spilled a few): append there, so early
+      // small spills of an outage do not shrink how many readings the ring holds.
+      const kept = tail[1].envs.slice(tail[1].done);
+      let bytes = SLOT_HEADER + this.ramBytes;
+      for (const e of kept) bytes += 2 + e.length;
+      if (bytes <= this.slotBytes) {
+        this.writeSlot(tail[0], { gen: tail[1].gen, envs: [...kept, ...this.ram] });
+        this.ram = [];
+        this.ramBytes = 0;
+        return;
+      }
+      // After a failed drain, a few envelopes that no longer fit the newest slot wait in RAM for
+      // a full batch (ramEnvelopes) instead of starting a small slot: slots stay full, the ring holds
+      // ~slots × ramEnvelopes readings through an outage, and a cut still loses fewer than ramEnvelopes.
+      if (afterFailure) return;
+    }
     const gen = tail ? tail[1].gen + 1 : 0;
     check(gen <= 0xffffffff, 'queue-exhausted', 'queue: generation counter exhausted');
     const i = gen % this.slots;
@@ -482,7 +494,7 @@ export class ReadingQueue {
     // The relay did not take everything: what RAM holds goes to storage now (one write), so a
     // power cut during an outage loses at most the readings since the last failed drain.
     const failed = result.stopped !== null;
-    if (failed) this.spill();
+    if (failed) this.spill(true);
     if (result.refused > 0 || result.resealed > 0 || lost > 0 || this.sentUnsaved >= STATS_EVERY_SENT || (failed && this.sentUnsaved > 0)) this.saveStats();
     result.remaining = this.size;
     return result;
