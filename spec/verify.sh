@@ -22,6 +22,8 @@ done
 # name | expect | -D flags | assertion that must fail (refute) | what it shows
 RUNS=$(cat <<'EOF'
 model|hold||-|the implementation: P1-P5 hold against the Dolev-Yao relay
+model-rotation|hold|-DROT -DLOWNONCE -DMAXRESTART=0 -DMAXR=0 -DNOREVOKE|-|R rotates E, A learns the retired e1, relay count hints both ways: P1-P4, P6 hold
+model-live|hold|-DLIVE -DLOWNONCE -DMAXRESTART=1 -DMAXR=0 -DNOREVOKE|-|nonce lies, then an honest relay: the device ends active, no live offer behind a nonce gap
 M1-rkey-unverified|refute|-DMUT_RKEY -DONLY=1|P1_attacker_never_learns_K|device wraps K for a key record it did not verify
 M2-acceptance-unbound|refute|-DMUT_ACC_LOG -DONLY=2|P2_device_activates_only_receiver_accepted_epoch|device takes any R-signed KeyAccepted log (no epoch/proof match)
 M3-contract-accept-no-enrol|refute|-DMUT_CONTRACT_NO_ENROL -DONLY=3|P3_receiver_accepts_only_enrolled_device|acceptKey without the NotEnrolled check
@@ -29,6 +31,8 @@ M4a-pending-after-broadcast|refute|-DMUT_PENDING_LATE -DONLY=4|P4_no_epoch_nonce
 M4b-seq-hwm-after-use|refute|-DMUT_SEQ_LATE -DONLY=4|P4_no_epoch_nonce_or_seq_reuse|device writes the seq high-water mark after use
 M5-no-seen-seq|refute|-DMUT_NO_SEEN -DONLY=5|P5_reading_accepted_at_most_once|receiver without seen-seq tracking
 M6-receiver-k-after-accept|refute|-DMUT_RECV_K_LATE -DONLY=2|P2_device_activates_only_receiver_accepted_epoch|receiver persists K only after sending the acceptance
+M7-rewrap-same-K|refute|-DROT -DLOWNONCE -DMAXRESTART=0 -DMAXR=0 -DNOREVOKE -DMUT_REWRAP -DONLY=6|P6_attacker_never_learns_K_sealed_under|device re-wraps the pending K for the newer receiver key (issue 15 item 1)
+M8-no-renonce|refute|-DLIVE -DLOWNONCE -DMAXRESTART=1 -DMAXR=0 -DNOREVOKE -DMUT_NO_RENONCE -DONLY=0|LIVE_active_after_honesty|device never re-signs at a lower nonce (issue 15 item 3: stranded behind a gap)
 D2-no-acceptance-sig|hold|-DMUT_ACC_NOSIG -DONLY=2|-|defence in depth: proof match alone still gives P2 while K is secret
 D3-receiver-no-enrol|hold|-DMUT_RECV_NO_ENROL -DONLY=3|-|defence in depth: the contract alone still gives P3
 L1-chain-accepted|refute|-DLIMIT_CHAIN -DONLY=0|LIMIT_device_activates_only_chain_accepted|known limit: R's broadcast acceptance activates K before (or without) taking effect on chain (DoS only)
@@ -39,6 +43,8 @@ R4-reject|refute|-DREACH=4 -DONLY=0|REACHED_milestone|sanity: rejectKey succeeds
 R5-restart-pending|refute|-DREACH=5 -DONLY=0|REACHED_milestone|sanity: activation after a power cut with a signed pending offer
 R6-reenrol|refute|-DREACH=6 -DONLY=0|REACHED_milestone|sanity: acceptance after revocation and re-enrolment
 R7-expiry|refute|-DREACH=7 -DONLY=0|REACHED_milestone|sanity: epoch 1 expires, epoch 2 is accepted
+R8-rekey-accepted|refute|-DROT -DLOWNONCE -DMAXRESTART=0 -DMAXR=0 -DNOREVOKE -DREACH=8 -DONLY=0|REACHED_milestone|sanity: a fresh K drawn on a key version change is accepted under version 2
+R9-superseded-accepted|refute|-DROT -DLOWNONCE -DMAXRESTART=0 -DMAXR=0 -DNOREVOKE -DREACH=9 -DONLY=0|REACHED_milestone|sanity: the superseded offer is the accepted one and its K is activated
 EOF
 )
 
