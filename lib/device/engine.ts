@@ -401,11 +401,68 @@ export class DeviceEngine {
     // §5.3 steps 2–3: the next epoch is ours, never the relay's; one K per epoch.
     c = this.chan;
     const epoch = c.lastOffered + 1n;
+    if (c.kept?.epoch === epoch) {
+      // An epoch the device offered before and left (the chain later showed an earlier epoch): the
+      // same record again, so its K is not drawn twice; the offer is re-signed with the same calldata
+      // at a nonce the chain has not spent (a fresh K only if the receiver key version changed).
+      this.persist({ ...c, pending: c.kept, kept: undefined, lastOffered: epoch, lastOfferAt: now });
+      return this.result('reopened', 0);
+    }
     const K = this.random.bytes(32);
     check(K.length === 32, 'bad-random', 'random source returned a short K');
     const pending: PendingRecord = { epoch, K, nonce: c.nextNonce, keyVersion: 0, raw: new Uint8Array(0), txHash: new Uint8Array(0), sentAt: 0 };
-    this.persist({ ...c, pending, lastOffered: epoch, nextNonce: c.nextNonce + 1n, lastOfferAt: now });
+    this.persist({ ...c, pending, lastOffered: epoch, maxOffered: this.maxOffered(epoch), nextNonce: c.nextNonce + 1n, lastOfferAt: now });
     return this.result('new-epoch', 0);
+  }
+
+  /** Highest epoch the device ever offered, with `epoch` included. */
+  private maxOffered(epoch = 0n): bigint {
+    const c = this.chan;
+    const m = c.maxOffered ?? c.lastOffered;
+    return m > epoch ? m : epoch;
+  }
+
+  /** Epoch the chain surely holds at least: the device's own verified (receiver-signed) acceptances. */
+  private verifiedFloor(): bigint {
+    const c = this.chan;
+    const a = c.active?.epoch ?? 0n, b = c.previous?.epoch ?? 0n;
+    return a > b ? a : b;
+  }
+
+  /**
+   * §5.3: the chain expects epoch `epoch`, below the pending one (an epoch the device left on a relay's
+   * word never landed). Offer that epoch again: its kept record (same K and calldata) if the device has
+   * one, else a fresh K (it never left a record: nothing of that epoch can be recognised anyway). The
+   * pending record is kept in turn, to be offered again once the chain is past `epoch`.
+   */
+  private reopen(p: PendingRecord, epoch: bigint, now: number): StepResult {
+    const c = this.chan;
+    let pending: PendingRecord;
+    let nextNonce = c.nextNonce;
+    if (c.kept?.epoch === epoch) {
+      pending = c.kept;
+    } else {
+      const K = this.random.bytes(32);
+      check(K.length === 32, 'bad-random', 'random source returned a short K');
+      pending = { epoch, K, nonce: nextNonce, keyVersion: 0, raw: new Uint8Array(0), txHash: new Uint8Array(0), sentAt: 0 };
+      nextNonce += 1n;
+    }
+    this.persist({ ...c, pending, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch), nextNonce, lastOfferAt: now });
+    this.lastError = { code: 'offer-reopened', message: `the chain expects epoch ${epoch}, below the pending ${p.epoch}: offering it again` };
+    return this.result('reopened', 0);
+  }
+
+  /** The chain shows `epoch`, above the pending one but an epoch the device offered itself: follow it. */
+  private resync(p: PendingRecord, epoch: bigint): StepResult {
+    const c = this.chan;
+    if (c.kept?.epoch === epoch) {
+      this.persist({ ...c, pending: c.kept, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch) });
+    } else {
+      // Its record is gone: leave it (as rejected); the next epoch is epoch + 1.
+      this.persist({ ...c, pending: undefined, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch) });
+    }
+    this.lastError = { code: 'offer-resync', message: `the chain shows epoch ${epoch}, offered earlier, above the pending ${p.epoch}` };
+    return this.result('resync', 0);
   }
 
   private needNewEpoch(cfg: DeviceConfig, now: number): boolean {
@@ -445,7 +502,7 @@ export class DeviceEngine {
         this.persist({
           ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now },
           previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
-          backoffExp: 0, rotateNow: false,
+          backoffExp: 0, rotateNow: false, kept: c.kept && c.kept.epoch > p.epoch ? c.kept : undefined,
         });
         this.lastError = null;
         this.seqNext = undefined;
@@ -459,6 +516,9 @@ export class DeviceEngine {
         }
         return this.result('wait-acceptance', this.pollMs());
       }
+      // Above the pending epoch but one the device itself offered (it went back to an epoch the chain
+      // seemed to expect): the chain is past the pending epoch, so follow it.
+      if (ch.epoch <= this.maxOffered()) return this.resync(p, ch.epoch);
       this.lastError = { code: 'relay-epoch-ahead', message: `relay reports epoch ${ch.epoch} above the pending ${p.epoch}: ignored` };
     }
 
@@ -484,6 +544,10 @@ export class DeviceEngine {
     if (spent && ch.epoch < p.epoch) {
       this.spentSince ??= now;
       if (now - this.spentSince >= SPENT_GRACE_POLLS * this.pollMs()) {
+        // The chain expects an earlier epoch than the pending one (its offer reverts BadEpoch): an epoch
+        // left on the relay's word ("rejected", "expired") never landed. Offer the epoch the chain expects
+        // (never one at or below a receiver-signed acceptance: those surely landed).
+        if (ch.epoch + 1n < p.epoch && ch.epoch >= this.verifiedFloor()) return this.reopen(p, ch.epoch + 1n, now);
         const left = this.spacingLeft(cfg, now);
         if (left > 0) return this.result('wait-spacing', left);
         // Nonces in [count, nextNonce) carry only our own transactions that did not land: reuse the lowest.
@@ -533,7 +597,9 @@ export class DeviceEngine {
   /** Leave an epoch that the chain (per relay) shows rejected or expired; its K is dropped. */
   private abandon(p: PendingRecord, why: string): StepResult {
     const c = this.chan;
-    this.persist({ ...c, pending: undefined, backoffExp: Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP) });
+    // The record is kept (K, calldata): should the chain later show that this epoch never landed (the
+    // relay lied), it is offered again as it was, instead of the device offering past it forever.
+    this.persist({ ...c, pending: undefined, kept: p, backoffExp: Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP) });
     this.lastError = { code: `offer-${why}`, message: `epoch ${p.epoch} ${why}` };
     return this.result(why, 0);
   }
