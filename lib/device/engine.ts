@@ -96,6 +96,8 @@ const IDLE_CHECK_MS = 600_000;
 type SignMode = 'first' | 'resign' | 'renonce' | 'rekey' | 'bump';
 
 const bigMin = (a: bigint, b: bigint) => (a < b ? a : b);
+/** An address as a 32-byte log topic. */
+const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
 
 export class DeviceEngine {
   readonly records: Records;
@@ -117,6 +119,8 @@ export class DeviceEngine {
   private lastBroadcastAt = -Infinity;
   private spentSince: number | undefined;
   private lowSince: number | undefined;
+  /** Clock ms of the last DeviceRevoked check of the active epoch (-Infinity: not yet this boot). */
+  private revocationCheckedAt = -Infinity;
   private errors = 0;
   private lastAction: string | null = null;
   private lastError: { code: string; message: string } | null = null;
@@ -374,16 +378,14 @@ export class DeviceEngine {
       this.lastError = { code: 'not-enrolled', message: 'the relay reports the device is not enrolled' };
       return this.result('wait-enrolment', Math.max(this.pollMs(), 30_000));
     }
-    if (c.revoked) {
-      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one, and seal
-      // nothing until it is active: the receiver refuses readings of the pre-revocation epoch. Its K
-      // becomes the previous key (kept while its queued readings drain), no longer the active one.
-      this.persist({
-        ...c, revoked: false, rotateNow: true, active: undefined,
-        previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
-      });
-      this.seqNext = undefined;
-      return this.result('re-enrolled', 0);
+    if (c.revoked) return this.reEnrolled();
+    // §5.6: revoked and re-enrolled without the device seeing `enrolled = false` (it was off, or both
+    // happened between two checks): a DeviceRevoked log at or after the active epoch's acceptance.
+    // Checked at boot and then every IDLE_CHECK_MS.
+    if (c.active && !(now - this.revocationCheckedAt < IDLE_CHECK_MS && now >= this.revocationCheckedAt)) {
+      const since = await this.revokedSince(cfg, c.active.acceptedBlock ?? 0n);
+      this.revocationCheckedAt = now;
+      if (since !== undefined) return this.reEnrolled();
     }
 
     if (c.pending) return this.advancePending(cfg, c.pending, ch, now);
@@ -465,6 +467,48 @@ export class DeviceEngine {
     return this.result('resync', 0);
   }
 
+  /**
+   * Re-enrolled after a revocation: only epochs accepted from now on are valid (§5.6), so offer a new
+   * one, and seal nothing until it is active: the receiver refuses readings of the pre-revocation
+   * epoch. Its K becomes the previous key (kept while its queued readings drain), no longer the active one.
+   */
+  private reEnrolled(): StepResult {
+    const c = this.chan;
+    this.persist({
+      ...c, revoked: false, rotateNow: true, active: undefined,
+      previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+    });
+    this.seqNext = undefined;
+    return this.result('re-enrolled', 0);
+  }
+
+  /**
+   * The block of the latest DeviceRevoked(receiver, device) log at or after `fromBlock` (0: any), or
+   * undefined if there is none. A relay can hide or invent such a log: hiding one is the denial of
+   * service it can always do; inventing one costs the device a new epoch (spacing and budget bound).
+   * The query names the contract, both indexed topics and a starting block, so the answer stays small.
+   */
+  private async revokedSince(cfg: DeviceConfig, fromBlock: bigint): Promise<bigint | undefined> {
+    const logs = await this.rpc(cfg).getLogs({
+      address: cfg.contract,
+      topics: [eventTopic('DeviceRevoked'), word(cfg.receiver), word(this.address)],
+      fromBlock: fromBlock > 0n ? fromBlock : 'earliest',
+    });
+    let latest: bigint | undefined;
+    for (const log of logs) {
+      try {
+        if (!equalBytes(log.address, cfg.contract) || log.blockNumber === null || log.blockNumber < fromBlock) continue;
+        const d = decodeLog(log);
+        if (d.event !== 'DeviceRevoked') continue;
+        if (!equalBytes(d.device as Uint8Array, this.address) || !equalBytes(d.receiver as Uint8Array, cfg.receiver)) continue;
+        if (latest === undefined || log.blockNumber > latest) latest = log.blockNumber;
+      } catch {
+        // a malformed log is a relay lie: skip it
+      }
+    }
+    return latest;
+  }
+
   private needNewEpoch(cfg: DeviceConfig, now: number): boolean {
     const c = this.chan;
     return !c.active || c.rotateNow || this.rotationDueIn(cfg, now) === 0;
@@ -496,11 +540,24 @@ export class DeviceEngine {
     if (ch.epoch >= p.epoch) {
       // A higher epoch can only be a lie (§5.3 step 2): it changes nothing, but an
       // acceptance signed by the receiver is verified on its own merits either way.
-      const K = await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n);
-      if (K) {
+      const acc = await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n);
+      if (acc) {
         const c = this.chan;
+        // §5.6: after a re-enrolment only epochs accepted later are valid. An acceptance at or before a
+        // revocation is void: leave the epoch (it is on chain: the next one follows it) and every key
+        // accepted before it, and offer a new epoch.
+        if (await this.revokedSince(cfg, acc.block) !== undefined) {
+          this.persist({
+            ...c, pending: undefined, revoked: false, rotateNow: true, active: undefined,
+            previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+          });
+          this.seqNext = undefined;
+          this.lastError = { code: 'accepted-before-revocation', message: `epoch ${p.epoch} was accepted before a revocation: offering a new epoch` };
+          return this.result('void-acceptance', 0);
+        }
+        const K = acc.K;
         this.persist({
-          ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now },
+          ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now, acceptedBlock: acc.block },
           previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
           backoffExp: 0, rotateNow: false, kept: c.kept && c.kept.epoch > p.epoch ? c.kept : undefined,
         });
@@ -714,8 +771,7 @@ export class DeviceEngine {
    * KeyAcceptance signature recovers to the pinned receiver. Returns the accepted K: the pending
    * one, or a superseded one of the same epoch if that earlier offer is the one that landed.
    */
-  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<Uint8Array | undefined> {
-    const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
+  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<{ K: Uint8Array; block: bigint } | undefined> {
     const logs = await this.rpc(cfg).getLogs({
       address: cfg.contract,
       topics: [eventTopic('KeyAccepted'), word(this.address), word(cfg.receiver), bigIntToBytes(p.epoch, 32)],
@@ -732,7 +788,8 @@ export class DeviceEngine {
         const hit = candidates.find((x) => equalBytes(d.proof as Uint8Array, x.proof)); // cheap check before a signature recovery
         if (!hit) continue;
         const digest = keyAcceptanceDigest(this.domain(cfg), { device: this.address, receiver: cfg.receiver, epoch: p.epoch, proof: hit.proof });
-        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return hit.K;
+        if (log.blockNumber === null) continue; // not mined (per the relay): look again later
+        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return { K: hit.K, block: log.blockNumber };
       } catch {
         // a malformed log is a relay lie: skip it
       }

@@ -96,13 +96,19 @@ export class FakeChain {
     this.block += 1n;
   }
 
+  /** enroll(receiver, device) by the receiver, mined in a block of its own (§4: emits DeviceEnrolled). */
   enroll(device: string, receiver = this.receiver.address): void {
     const ch = this.channel(device, receiver);
     ch.enrolled = true;
+    this.block += 1n;
+    this.log('DeviceEnrolled', { receiver, device }, [{ type: 'address' }], [receiver]);
   }
 
+  /** revoke(receiver, device) by the receiver, mined in a block of its own (§4: emits DeviceRevoked). */
   revoke(device: string, receiver = this.receiver.address): void {
     this.channel(device, receiver).enrolled = false;
+    this.block += 1n;
+    this.log('DeviceRevoked', { receiver, device }, [{ type: 'address' }], [receiver]);
   }
 
   channel(device: string, receiver = this.receiver.address): Channel {
