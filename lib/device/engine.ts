@@ -92,6 +92,8 @@ const MAX_BACKOFF_EXP = 20;
 const DAY_MS = 86_400_000;
 /** When idle (active, nothing to do) look at channel() this often, to notice revocation. */
 const IDLE_CHECK_MS = 600_000;
+/** Measured time (the signing budget's clock) is persisted at least this often while the device runs. */
+const MEASURED_PERSIST_MS = 1_800_000;
 
 type SignMode = 'first' | 'resign' | 'renonce' | 'rekey' | 'bump';
 
@@ -121,6 +123,13 @@ export class DeviceEngine {
   private lowSince: number | undefined;
   /** Clock ms of the last DeviceRevoked check of the active epoch (-Infinity: not yet this boot). */
   private revocationCheckedAt = -Infinity;
+  // Measured time (see measured()): persisted base, this boot's monotonic origin, the fallback's state.
+  private readonly measuredAtBoot: number;
+  private monoAtBoot: number | undefined;
+  private lastMeasured = 0;
+  private fallbackMeasured: number;
+  private fallbackWall: number | undefined;
+  private lastWaitMs = 0;
   private errors = 0;
   private lastAction: string | null = null;
   private lastError: { code: string; message: string } | null = null;
@@ -146,6 +155,9 @@ export class DeviceEngine {
     this.cfg = this.records.config();
     this.chan = this.records.channel();
     this.rkey = this.records.receiverKey();
+    this.measuredAtBoot = this.fallbackMeasured = this.lastMeasured = this.chan.measuredMs ?? 0;
+    const mono = this.clock.monotonic?.();
+    if (mono !== undefined && Number.isFinite(mono)) this.monoAtBoot = mono;
   }
 
   /* ---------- console-facing API (§6) ---------- */
@@ -188,7 +200,7 @@ export class DeviceEngine {
       nextNonce: c.nextNonce.toString(),
       keyVersion: this.rkey ? this.rkey.version : null,
       backoffExp: c.backoffExp,
-      txToday: this.budgetUsed(this.clock.now()),
+      txToday: this.budgetUsed(this.measuredPeek()),
       lastAction: this.lastAction,
       lastError: this.lastError,
       relayReachable: this.relayReachable,
@@ -297,12 +309,15 @@ export class DeviceEngine {
 
   private result(action: string, waitMs: number): StepResult {
     this.lastAction = action;
+    this.lastWaitMs = Math.max(0, Math.round(waitMs));
     return { action, state: this.state, waitMs: Math.max(0, Math.round(waitMs)) };
   }
 
   private persist(c: ChannelRecord): void {
-    this.records.setChannel(c);
-    this.chan = c;
+    // Every write carries the measured time, so a power cut loses at most what passed since the last one.
+    const out = { ...c, measuredMs: Math.max(c.measuredMs ?? 0, this.lastMeasured) };
+    this.records.setChannel(out);
+    this.chan = out;
   }
 
   private rpc(cfg: DeviceConfig): RpcClient {
@@ -340,16 +355,51 @@ export class DeviceEngine {
   }
 
   /**
-   * Signatures made today. A clock that runs backwards never frees budget: only a day later than
-   * every day the budget was counted on does (budgetDay = max(budgetDay, day), DECISIONS.md).
+   * Measured time, ms (DECISIONS.md "Signing budget on measured time"): the time persisted at the last
+   * write plus what the platform's monotonic clock counted since this boot. The wall clock (SNTP answers
+   * come through the network, an RTC can glitch) never moves it; time switched off is not counted (the
+   * budget only gets stricter). Without a monotonic clock: the wall clock's forward steps, each capped
+   * at the engine's own last requested wait (plus a poll), so one jump is worth at most one wait.
    */
-  private budgetUsed(now: number): number {
-    const day = Math.floor(now / DAY_MS);
-    return day > this.chan.budgetDay ? 0 : this.chan.budgetCount;
+  private measured(): number {
+    const m = this.measuredPeek();
+    if (this.clock.monotonic === undefined) {
+      this.fallbackMeasured = m;
+      this.fallbackWall = this.clock.now();
+    }
+    this.lastMeasured = m;
+    return m;
   }
 
-  private budgetAfterSign(now: number): { budgetDay: number; budgetCount: number } {
-    return { budgetDay: Math.max(this.chan.budgetDay, Math.floor(now / DAY_MS)), budgetCount: this.budgetUsed(now) + 1 };
+  /** measured() without moving the fallback's reference point (status()). */
+  private measuredPeek(): number {
+    let m: number;
+    const mono = this.clock.monotonic?.();
+    if (mono !== undefined && Number.isFinite(mono)) {
+      this.monoAtBoot ??= mono;
+      m = this.measuredAtBoot + Math.max(0, mono - this.monoAtBoot);
+    } else {
+      const wall = this.clock.now();
+      this.fallbackWall ??= wall;
+      const step = Math.min(Math.max(0, wall - this.fallbackWall), this.lastWaitMs + 60_000);
+      m = this.fallbackMeasured + (Number.isFinite(step) ? step : 0);
+    }
+    return Math.max(m, this.lastMeasured);
+  }
+
+  /**
+   * Signatures in the current budget window: maxTxPerDay per 24 h of measured time, the window opened by
+   * the first signature after the previous one closed (DECISIONS.md).
+   */
+  private budgetUsed(m: number): number {
+    const c = this.chan;
+    if (c.budgetStart === undefined || m - c.budgetStart >= DAY_MS || m < c.budgetStart) return 0;
+    return c.budgetCount;
+  }
+
+  private budgetAfterSign(m: number): { budgetStart: number; budgetCount: number } {
+    const used = this.budgetUsed(m);
+    return { budgetStart: used === 0 ? m : this.chan.budgetStart!, budgetCount: used + 1 };
   }
 
   private async readChannel(cfg: DeviceConfig): Promise<ChainChannel> {
@@ -365,6 +415,9 @@ export class DeviceEngine {
 
   private async advance(cfg: DeviceConfig): Promise<StepResult> {
     const now = this.clock.now();
+    const m = this.measured();
+    // Persist the measured time now and then (a power cut loses at most MEASURED_PERSIST_MS of it).
+    if (m - (this.chan.measuredMs ?? 0) >= MEASURED_PERSIST_MS) this.persist(this.chan);
     await this.readTtl(cfg);
     const ch = await this.readChannel(cfg);
     let c = this.chan;
@@ -395,7 +448,7 @@ export class DeviceEngine {
     }
     const left = this.spacingLeft(cfg, now);
     if (left > 0) return this.result('wait-spacing', left);
-    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return this.budgetWait(now);
+    if (this.budgetUsed(m) >= cfg.maxTxPerDay) return this.budgetWait(m);
     // §5.3 step 1: verify the receiver key before committing an epoch to it.
     const rk = await this.verifiedReceiverKey(cfg);
     if (rk === 'persisted') return this.result('receiver-key', 0);
@@ -524,9 +577,10 @@ export class DeviceEngine {
     return IDLE_CHECK_MS;
   }
 
-  private budgetWait(now: number): StepResult {
-    this.lastError = { code: 'tx-budget-exhausted', message: 'maxTxPerDay signatures made today' };
-    return this.result('wait-budget', (Math.floor(now / DAY_MS) + 1) * DAY_MS - now);
+  private budgetWait(m: number): StepResult {
+    this.lastError = { code: 'tx-budget-exhausted', message: 'maxTxPerDay signatures made in this 24 h window' };
+    // Look again at least every IDLE_CHECK_MS, so the measured time keeps being persisted meanwhile.
+    return this.result('wait-budget', Math.min(IDLE_CHECK_MS, Math.max(1000, this.chan.budgetStart! + DAY_MS - m)));
   }
 
   private async advancePending(cfg: DeviceConfig, p: PendingRecord, ch: ChainChannel, now: number): Promise<StepResult> {
@@ -706,7 +760,8 @@ export class DeviceEngine {
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first' | 'resign' | 'renonce' | 'rekey', nonce: bigint): Promise<StepResult>;
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'bump', nonce: bigint): Promise<StepResult | undefined>;
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: SignMode, nonce: bigint): Promise<StepResult | undefined> {
-    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(now);
+    const m = this.measured();
+    if (this.budgetUsed(m) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(m);
     let data: Uint8Array;
     let keyVersion = p.keyVersion;
     let K = p.K;
@@ -749,7 +804,7 @@ export class DeviceEngine {
     assertSignable(tx, cfg); // verify what you sign
     const raw = signTransaction(tx, this.sk);
     const next: ChannelRecord = {
-      ...c, ...this.budgetAfterSign(now),
+      ...c, ...this.budgetAfterSign(m),
       pending: { ...p, K, nonce, keyVersion, raw, txHash: transactionHash(raw), sentAt: now, superseded },
     };
     if (nonce >= c.nextNonce) {
