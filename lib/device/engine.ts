@@ -94,6 +94,8 @@ const DAY_MS = 86_400_000;
 const IDLE_CHECK_MS = 600_000;
 /** Measured time (the signing budget's clock) is persisted at least this often while the device runs. */
 const MEASURED_PERSIST_MS = 1_800_000;
+/** An acceptance the device cannot match to any K of its epoch is left after this many offer TTLs. */
+const UNRECOGNISED_TTLS = 8n;
 
 type SignMode = 'first' | 'resign' | 'renonce' | 'rekey' | 'bump';
 
@@ -123,6 +125,8 @@ export class DeviceEngine {
   private lowSince: number | undefined;
   /** Clock ms of the last DeviceRevoked check of the active epoch (-Infinity: not yet this boot). */
   private revocationCheckedAt = -Infinity;
+  /** Block at which this boot first saw the pending epoch accepted with an acceptance it cannot match. */
+  private unrecognised: { epoch: bigint; block: bigint } | undefined;
   // Measured time (see measured()): persisted base, this boot's monotonic origin, the fallback's state.
   private readonly measuredAtBoot: number;
   private monoAtBoot: number | undefined;
@@ -621,6 +625,17 @@ export class DeviceEngine {
       }
       if (ch.epoch === p.epoch) {
         if (ch.state === ChannelState.rejected) return this.abandon(p, 'rejected');
+        if (ch.state === ChannelState.accepted && this.ttlBlocks !== undefined) {
+          // Accepted, but with an acceptance none of this epoch's Ks match (a K the device no longer
+          // holds, e.g. one evicted from `superseded` after more key rotations than it keeps): never
+          // activatable. Left like an expired offer once UNRECOGNISED_TTLS offer TTLs have passed since
+          // the acceptance and since this boot first saw it (a relay that forges "accepted" or hides the
+          // log gains a delay only: the left epoch's record is kept, §5.3).
+          const bn = await this.rpc(cfg).blockNumber();
+          if (this.unrecognised?.epoch !== p.epoch || bn < this.unrecognised.block) this.unrecognised = { epoch: p.epoch, block: bn };
+          const from = ch.acceptedAt > this.unrecognised.block ? ch.acceptedAt : this.unrecognised.block;
+          if (bn > from + this.ttlBlocks * UNRECOGNISED_TTLS) return this.abandon(p, 'unrecognised');
+        }
         if (ch.state === ChannelState.offered && this.ttlBlocks !== undefined) {
           const bn = await this.rpc(cfg).blockNumber();
           if (bn > ch.offeredAt + this.ttlBlocks) return this.abandon(p, 'expired');
