@@ -126,3 +126,44 @@ test('two forged rejections in a row (epochs 2 and 3 withheld): once honest the 
   assertNoLeakedSealKey(r.chain, r.device, t.sealed);
   assertNoNonceGap(r);
 });
+
+for (const lieSeed of [2, 7, 11]) test(`a relay that lies about channel(), counts and broadcasts at random for two days (seed ${lieSeed}) gets at most maxTxPerDay signatures a window; once honest the device converges`, async () => {
+  const DAY = 86_400_000;
+  const r = await rig({ rotation: { maxReadings: 1, maxAgeSec: 0 }, maxTxPerDay: 4, backoffMaxSec: 600 });
+  const t = sealedKeys(r);
+  const sleep = (ms: number) => { t.note(); r.sleep(ms); };
+  await r.dev.run('active', { sleep });
+  r.dev.reserveSeq();
+  let seed = lieSeed;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  // Any epoch 0..6 in any state, a count anywhere near the truth, offers swallowed half the time.
+  r.chain.tamper = (m, p, res) => {
+    if (m === 'eth_getTransactionCount' && rnd() < 0.5) return `0x${Math.floor(rnd() * 6).toString(16)}`;
+    if (m !== 'eth_call' || !String(p[0].data).startsWith(CHANNEL_SELECTOR) || rnd() < 0.3) return undefined;
+    const b = Buffer.from(res.slice(2), 'hex');
+    b.writeBigUInt64BE(BigInt(Math.floor(rnd() * 7)), 56);
+    b[95] = Math.floor(rnd() * 4);
+    return `0x${b.toString('hex')}`;
+  };
+  r.chain.intercept = (m, p) => (m === 'eth_sendRawTransaction' && rnd() < 0.5 ? keccak256(p[0]) : undefined);
+  const signedAt: number[] = [];
+  let seen = 0;
+  const start = r.clock.mono;
+  while (r.clock.mono - start < 2 * DAY) {
+    const s = await r.dev.step();
+    for (const n = new Set(r.chain.broadcasts).size; seen < n; seen++) signedAt.push(r.clock.mono);
+    sleep(Math.max(s.waitMs, 1000));
+  }
+  for (const a of signedAt) expect(signedAt.filter((b) => b >= a && b < a + DAY).length).toBeLessThanOrEqual(8); // 2 windows at most
+  expect(signedAt.length).toBeLessThanOrEqual(3 * 4);
+  r.chain.tamper = undefined;
+  r.chain.intercept = undefined;
+  const target = r.chain.channel(r.device).epoch + 1n;
+  r.dev.reserveSeq();
+  await r.dev.run((e) => (e.activeKey()?.epoch ?? 0n) >= target, { sleep, maxSteps: 2000 });
+  t.note();
+  const a = r.dev.activeKey()!;
+  expect(toHex(a.K)).toBe(r.chain.receiver.accepted.get(a.epoch));
+  assertNoLeakedSealKey(r.chain, r.device, t.sealed);
+  assertNoNonceGap(r);
+}, 60_000);
