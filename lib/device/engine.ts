@@ -16,8 +16,13 @@
  *   landing the offer (then the same epoch and K are re-signed with the next own nonce).
  *   Nothing the relay says can make the device sign two different offers with one
  *   nonce, or jump its nonce (which would strand later transactions behind a gap).
- * - An epoch is left behind (rejected / expired) only when the relay's channel() shows
- *   that epoch on chain; an honest relay thus never makes the device skip an epoch.
+ * - An epoch is left behind (rejected / expired / accepted unrecognisably) only when the
+ *   relay's channel() shows that epoch on chain; an honest relay thus never makes the device
+ *   skip an epoch, and a lying one costs a delay only: the left epoch's record is kept and
+ *   offered again when the chain shows it never landed (reopen / resync, DECISIONS.md).
+ * - Revocation is also read from the chain's DeviceRevoked log (at boot, every IDLE_CHECK_MS,
+ *   and before activating): a revoke + re-enrol the device never saw voids older acceptances.
+ * - The daily signing budget runs on measured (monotonic, persisted) time, not the wall clock.
  * - Spacing T applies to every transaction with a new nonce; fee bumps (same nonce,
  *   same calldata) only count against the daily budget.
  */
