@@ -13,6 +13,13 @@ export interface Random {
 export interface Clock {
   /** Unix time in milliseconds. */
   now(): number;
+  /**
+   * Optional monotonic clock: milliseconds since an arbitrary origin (boot), never decreasing within a
+   * boot, and moved only by time passing (not by SNTP or an RTC write). ESP32/Moddable: `Time.ticks`;
+   * Node: `performance.now()`. The device's signing budget runs on it (docs/DECISIONS.md); without it
+   * the engine falls back to the wall clock's forward steps, each capped (weaker: see DECISIONS.md).
+   */
+  monotonic?(): number;
 }
 
 /**

@@ -48,7 +48,8 @@ export function startNodeDevice(opts: NodeDeviceOptions): NodeDevice {
   mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE }); // holds identity keys
   const storage = new FileStorage(join(opts.dir, `${opts.name}.json`));
   const transport = opts.transport ?? nodeTransport();
-  const clock = opts.clock ?? { now: () => Date.now() };
+  // monotonic: the signing budget runs on it (docs/DECISIONS.md "Signing budget on measured time").
+  const clock = opts.clock ?? { now: () => Date.now(), monotonic: () => performance.now() };
   const engine = new DeviceEngine({ storage, random, clock, transport });
   const device = new Device({ engine, queue: new ReadingQueue(storage, transport, opts.queue), sensor: opts.sensor ?? syntheticSensor(), clock, random });
   if (opts.configJson !== undefined && !engine.config) device.provision(opts.configJson);

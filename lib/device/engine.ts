@@ -16,8 +16,13 @@
  *   landing the offer (then the same epoch and K are re-signed with the next own nonce).
  *   Nothing the relay says can make the device sign two different offers with one
  *   nonce, or jump its nonce (which would strand later transactions behind a gap).
- * - An epoch is left behind (rejected / expired) only when the relay's channel() shows
- *   that epoch on chain; an honest relay thus never makes the device skip an epoch.
+ * - An epoch is left behind (rejected / expired / accepted unrecognisably) only when the
+ *   relay's channel() shows that epoch on chain; an honest relay thus never makes the device
+ *   skip an epoch, and a lying one costs a delay only: the left epoch's record is kept and
+ *   offered again when the chain shows it never landed (reopen / resync, DECISIONS.md).
+ * - Revocation is also read from the chain's DeviceRevoked log (at boot, every IDLE_CHECK_MS,
+ *   and before activating): a revoke + re-enrol the device never saw voids older acceptances.
+ * - The daily signing budget runs on measured (monotonic, persisted) time, not the wall clock.
  * - Spacing T applies to every transaction with a new nonce; fee bumps (same nonce,
  *   same calldata) only count against the daily budget.
  */
@@ -92,10 +97,16 @@ const MAX_BACKOFF_EXP = 20;
 const DAY_MS = 86_400_000;
 /** When idle (active, nothing to do) look at channel() this often, to notice revocation. */
 const IDLE_CHECK_MS = 600_000;
+/** Measured time (the signing budget's clock) is persisted at least this often while the device runs. */
+const MEASURED_PERSIST_MS = 1_800_000;
+/** An acceptance the device cannot match to any K of its epoch is left after this many offer TTLs. */
+const UNRECOGNISED_TTLS = 8n;
 
 type SignMode = 'first' | 'resign' | 'renonce' | 'rekey' | 'bump';
 
 const bigMin = (a: bigint, b: bigint) => (a < b ? a : b);
+/** An address as a 32-byte log topic. */
+const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
 
 export class DeviceEngine {
   readonly records: Records;
@@ -117,6 +128,17 @@ export class DeviceEngine {
   private lastBroadcastAt = -Infinity;
   private spentSince: number | undefined;
   private lowSince: number | undefined;
+  /** Clock ms of the last DeviceRevoked check of the active epoch (-Infinity: not yet this boot). */
+  private revocationCheckedAt = -Infinity;
+  /** Block at which this boot first saw the pending epoch accepted with an acceptance it cannot match. */
+  private unrecognised: { epoch: bigint; block: bigint } | undefined;
+  // Measured time (see measured()): persisted base, this boot's monotonic origin, the fallback's state.
+  private readonly measuredAtBoot: number;
+  private monoAtBoot: number | undefined;
+  private lastMeasured = 0;
+  private fallbackMeasured: number;
+  private fallbackWall: number | undefined;
+  private lastWaitMs = 0;
   private errors = 0;
   private lastAction: string | null = null;
   private lastError: { code: string; message: string } | null = null;
@@ -142,6 +164,9 @@ export class DeviceEngine {
     this.cfg = this.records.config();
     this.chan = this.records.channel();
     this.rkey = this.records.receiverKey();
+    this.measuredAtBoot = this.fallbackMeasured = this.lastMeasured = this.chan.measuredMs ?? 0;
+    const mono = this.clock.monotonic?.();
+    if (mono !== undefined && Number.isFinite(mono)) this.monoAtBoot = mono;
   }
 
   /* ---------- console-facing API (§6) ---------- */
@@ -184,7 +209,7 @@ export class DeviceEngine {
       nextNonce: c.nextNonce.toString(),
       keyVersion: this.rkey ? this.rkey.version : null,
       backoffExp: c.backoffExp,
-      txToday: this.budgetUsed(this.clock.now()),
+      txToday: this.budgetUsed(this.measuredPeek()),
       lastAction: this.lastAction,
       lastError: this.lastError,
       relayReachable: this.relayReachable,
@@ -293,12 +318,15 @@ export class DeviceEngine {
 
   private result(action: string, waitMs: number): StepResult {
     this.lastAction = action;
+    this.lastWaitMs = Math.max(0, Math.round(waitMs));
     return { action, state: this.state, waitMs: Math.max(0, Math.round(waitMs)) };
   }
 
   private persist(c: ChannelRecord): void {
-    this.records.setChannel(c);
-    this.chan = c;
+    // Every write carries the measured time, so a power cut loses at most what passed since the last one.
+    const out = { ...c, measuredMs: Math.max(c.measuredMs ?? 0, this.lastMeasured) };
+    this.records.setChannel(out);
+    this.chan = out;
   }
 
   private rpc(cfg: DeviceConfig): RpcClient {
@@ -336,16 +364,51 @@ export class DeviceEngine {
   }
 
   /**
-   * Signatures made today. A clock that runs backwards never frees budget: only a day later than
-   * every day the budget was counted on does (budgetDay = max(budgetDay, day), DECISIONS.md).
+   * Measured time, ms (DECISIONS.md "Signing budget on measured time"): the time persisted at the last
+   * write plus what the platform's monotonic clock counted since this boot. The wall clock (SNTP answers
+   * come through the network, an RTC can glitch) never moves it; time switched off is not counted (the
+   * budget only gets stricter). Without a monotonic clock: the wall clock's forward steps, each capped
+   * at the engine's own last requested wait (plus a poll), so one jump is worth at most one wait.
    */
-  private budgetUsed(now: number): number {
-    const day = Math.floor(now / DAY_MS);
-    return day > this.chan.budgetDay ? 0 : this.chan.budgetCount;
+  private measured(): number {
+    const m = this.measuredPeek();
+    if (this.clock.monotonic === undefined) {
+      this.fallbackMeasured = m;
+      this.fallbackWall = this.clock.now();
+    }
+    this.lastMeasured = m;
+    return m;
   }
 
-  private budgetAfterSign(now: number): { budgetDay: number; budgetCount: number } {
-    return { budgetDay: Math.max(this.chan.budgetDay, Math.floor(now / DAY_MS)), budgetCount: this.budgetUsed(now) + 1 };
+  /** measured() without moving the fallback's reference point (status()). */
+  private measuredPeek(): number {
+    let m: number;
+    const mono = this.clock.monotonic?.();
+    if (mono !== undefined && Number.isFinite(mono)) {
+      this.monoAtBoot ??= mono;
+      m = this.measuredAtBoot + Math.max(0, mono - this.monoAtBoot);
+    } else {
+      const wall = this.clock.now();
+      this.fallbackWall ??= wall;
+      const step = Math.min(Math.max(0, wall - this.fallbackWall), this.lastWaitMs + 60_000);
+      m = this.fallbackMeasured + (Number.isFinite(step) ? step : 0);
+    }
+    return Math.max(m, this.lastMeasured);
+  }
+
+  /**
+   * Signatures in the current budget window: maxTxPerDay per 24 h of measured time, the window opened by
+   * the first signature after the previous one closed (DECISIONS.md).
+   */
+  private budgetUsed(m: number): number {
+    const c = this.chan;
+    if (c.budgetStart === undefined || m - c.budgetStart >= DAY_MS || m < c.budgetStart) return 0;
+    return c.budgetCount;
+  }
+
+  private budgetAfterSign(m: number): { budgetStart: number; budgetCount: number } {
+    const used = this.budgetUsed(m);
+    return { budgetStart: used === 0 ? m : this.chan.budgetStart!, budgetCount: used + 1 };
   }
 
   private async readChannel(cfg: DeviceConfig): Promise<ChainChannel> {
@@ -361,6 +424,9 @@ export class DeviceEngine {
 
   private async advance(cfg: DeviceConfig): Promise<StepResult> {
     const now = this.clock.now();
+    const m = this.measured();
+    // Persist the measured time now and then (a power cut loses at most MEASURED_PERSIST_MS of it).
+    if (m - (this.chan.measuredMs ?? 0) >= MEASURED_PERSIST_MS) this.persist(this.chan);
     await this.readTtl(cfg);
     const ch = await this.readChannel(cfg);
     let c = this.chan;
@@ -374,16 +440,14 @@ export class DeviceEngine {
       this.lastError = { code: 'not-enrolled', message: 'the relay reports the device is not enrolled' };
       return this.result('wait-enrolment', Math.max(this.pollMs(), 30_000));
     }
-    if (c.revoked) {
-      // Re-enrolled: only epochs accepted from now on are valid (§5.6), so offer a new one, and seal
-      // nothing until it is active: the receiver refuses readings of the pre-revocation epoch. Its K
-      // becomes the previous key (kept while its queued readings drain), no longer the active one.
-      this.persist({
-        ...c, revoked: false, rotateNow: true, active: undefined,
-        previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
-      });
-      this.seqNext = undefined;
-      return this.result('re-enrolled', 0);
+    if (c.revoked) return this.reEnrolled();
+    // §5.6: revoked and re-enrolled without the device seeing `enrolled = false` (it was off, or both
+    // happened between two checks): a DeviceRevoked log at or after the active epoch's acceptance.
+    // Checked at boot and then every IDLE_CHECK_MS.
+    if (c.active && !(now - this.revocationCheckedAt < IDLE_CHECK_MS && now >= this.revocationCheckedAt)) {
+      const since = await this.revokedSince(cfg, c.active.acceptedBlock ?? 0n);
+      this.revocationCheckedAt = now;
+      if (since !== undefined) return this.reEnrolled();
     }
 
     if (c.pending) return this.advancePending(cfg, c.pending, ch, now);
@@ -393,7 +457,7 @@ export class DeviceEngine {
     }
     const left = this.spacingLeft(cfg, now);
     if (left > 0) return this.result('wait-spacing', left);
-    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return this.budgetWait(now);
+    if (this.budgetUsed(m) >= cfg.maxTxPerDay) return this.budgetWait(m);
     // §5.3 step 1: verify the receiver key before committing an epoch to it.
     const rk = await this.verifiedReceiverKey(cfg);
     if (rk === 'persisted') return this.result('receiver-key', 0);
@@ -401,11 +465,110 @@ export class DeviceEngine {
     // §5.3 steps 2–3: the next epoch is ours, never the relay's; one K per epoch.
     c = this.chan;
     const epoch = c.lastOffered + 1n;
+    if (c.kept?.epoch === epoch) {
+      // An epoch the device offered before and left (the chain later showed an earlier epoch): the
+      // same record again, so its K is not drawn twice; the offer is re-signed with the same calldata
+      // at a nonce the chain has not spent (a fresh K only if the receiver key version changed).
+      this.persist({ ...c, pending: c.kept, kept: undefined, lastOffered: epoch, lastOfferAt: now });
+      return this.result('reopened', 0);
+    }
     const K = this.random.bytes(32);
     check(K.length === 32, 'bad-random', 'random source returned a short K');
     const pending: PendingRecord = { epoch, K, nonce: c.nextNonce, keyVersion: 0, raw: new Uint8Array(0), txHash: new Uint8Array(0), sentAt: 0 };
-    this.persist({ ...c, pending, lastOffered: epoch, nextNonce: c.nextNonce + 1n, lastOfferAt: now });
+    this.persist({ ...c, pending, lastOffered: epoch, maxOffered: this.maxOffered(epoch), nextNonce: c.nextNonce + 1n, lastOfferAt: now });
     return this.result('new-epoch', 0);
+  }
+
+  /** Highest epoch the device ever offered, with `epoch` included. */
+  private maxOffered(epoch = 0n): bigint {
+    const c = this.chan;
+    const m = c.maxOffered ?? c.lastOffered;
+    return m > epoch ? m : epoch;
+  }
+
+  /** Epoch the chain surely holds at least: the device's own verified (receiver-signed) acceptances. */
+  private verifiedFloor(): bigint {
+    const c = this.chan;
+    const a = c.active?.epoch ?? 0n, b = c.previous?.epoch ?? 0n;
+    return a > b ? a : b;
+  }
+
+  /**
+   * §5.3: the chain expects epoch `epoch`, below the pending one (an epoch the device left on a relay's
+   * word never landed). Offer that epoch again: its kept record (same K and calldata) if the device has
+   * one, else a fresh K (it never left a record: nothing of that epoch can be recognised anyway). The
+   * pending record is kept in turn, to be offered again once the chain is past `epoch`.
+   */
+  private reopen(p: PendingRecord, epoch: bigint, now: number): StepResult {
+    const c = this.chan;
+    let pending: PendingRecord;
+    let nextNonce = c.nextNonce;
+    if (c.kept?.epoch === epoch) {
+      pending = c.kept;
+    } else {
+      const K = this.random.bytes(32);
+      check(K.length === 32, 'bad-random', 'random source returned a short K');
+      pending = { epoch, K, nonce: nextNonce, keyVersion: 0, raw: new Uint8Array(0), txHash: new Uint8Array(0), sentAt: 0 };
+      nextNonce += 1n;
+    }
+    this.persist({ ...c, pending, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch), nextNonce, lastOfferAt: now });
+    this.lastError = { code: 'offer-reopened', message: `the chain expects epoch ${epoch}, below the pending ${p.epoch}: offering it again` };
+    return this.result('reopened', 0);
+  }
+
+  /** The chain shows `epoch`, above the pending one but an epoch the device offered itself: follow it. */
+  private resync(p: PendingRecord, epoch: bigint): StepResult {
+    const c = this.chan;
+    if (c.kept?.epoch === epoch) {
+      this.persist({ ...c, pending: c.kept, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch) });
+    } else {
+      // Its record is gone: leave it (as rejected); the next epoch is epoch + 1.
+      this.persist({ ...c, pending: undefined, kept: p, lastOffered: epoch, maxOffered: this.maxOffered(p.epoch) });
+    }
+    this.lastError = { code: 'offer-resync', message: `the chain shows epoch ${epoch}, offered earlier, above the pending ${p.epoch}` };
+    return this.result('resync', 0);
+  }
+
+  /**
+   * Re-enrolled after a revocation: only epochs accepted from now on are valid (§5.6), so offer a new
+   * one, and seal nothing until it is active: the receiver refuses readings of the pre-revocation
+   * epoch. Its K becomes the previous key (kept while its queued readings drain), no longer the active one.
+   */
+  private reEnrolled(): StepResult {
+    const c = this.chan;
+    this.persist({
+      ...c, revoked: false, rotateNow: true, active: undefined,
+      previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+    });
+    this.seqNext = undefined;
+    return this.result('re-enrolled', 0);
+  }
+
+  /**
+   * The block of the latest DeviceRevoked(receiver, device) log at or after `fromBlock` (0: any), or
+   * undefined if there is none. A relay can hide or invent such a log: hiding one is the denial of
+   * service it can always do; inventing one costs the device a new epoch (spacing and budget bound).
+   * The query names the contract, both indexed topics and a starting block, so the answer stays small.
+   */
+  private async revokedSince(cfg: DeviceConfig, fromBlock: bigint): Promise<bigint | undefined> {
+    const logs = await this.rpc(cfg).getLogs({
+      address: cfg.contract,
+      topics: [eventTopic('DeviceRevoked'), word(cfg.receiver), word(this.address)],
+      fromBlock: fromBlock > 0n ? fromBlock : 'earliest',
+    });
+    let latest: bigint | undefined;
+    for (const log of logs) {
+      try {
+        if (!equalBytes(log.address, cfg.contract) || log.blockNumber === null || log.blockNumber < fromBlock) continue;
+        const d = decodeLog(log);
+        if (d.event !== 'DeviceRevoked') continue;
+        if (!equalBytes(d.device as Uint8Array, this.address) || !equalBytes(d.receiver as Uint8Array, cfg.receiver)) continue;
+        if (latest === undefined || log.blockNumber > latest) latest = log.blockNumber;
+      } catch {
+        // a malformed log is a relay lie: skip it
+      }
+    }
+    return latest;
   }
 
   private needNewEpoch(cfg: DeviceConfig, now: number): boolean {
@@ -423,9 +586,10 @@ export class DeviceEngine {
     return IDLE_CHECK_MS;
   }
 
-  private budgetWait(now: number): StepResult {
-    this.lastError = { code: 'tx-budget-exhausted', message: 'maxTxPerDay signatures made today' };
-    return this.result('wait-budget', (Math.floor(now / DAY_MS) + 1) * DAY_MS - now);
+  private budgetWait(m: number): StepResult {
+    this.lastError = { code: 'tx-budget-exhausted', message: 'maxTxPerDay signatures made in this 24 h window' };
+    // Look again at least every IDLE_CHECK_MS, so the measured time keeps being persisted meanwhile.
+    return this.result('wait-budget', Math.min(IDLE_CHECK_MS, Math.max(1000, this.chan.budgetStart! + DAY_MS - m)));
   }
 
   private async advancePending(cfg: DeviceConfig, p: PendingRecord, ch: ChainChannel, now: number): Promise<StepResult> {
@@ -439,13 +603,26 @@ export class DeviceEngine {
     if (ch.epoch >= p.epoch) {
       // A higher epoch can only be a lie (§5.3 step 2): it changes nothing, but an
       // acceptance signed by the receiver is verified on its own merits either way.
-      const K = await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n);
-      if (K) {
+      const acc = await this.findAcceptance(cfg, p, ch.epoch === p.epoch ? ch.offeredAt : 0n);
+      if (acc) {
         const c = this.chan;
+        // §5.6: after a re-enrolment only epochs accepted later are valid. An acceptance at or before a
+        // revocation is void: leave the epoch (it is on chain: the next one follows it) and every key
+        // accepted before it, and offer a new epoch.
+        if (await this.revokedSince(cfg, acc.block) !== undefined) {
+          this.persist({
+            ...c, pending: undefined, revoked: false, rotateNow: true, active: undefined,
+            previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
+          });
+          this.seqNext = undefined;
+          this.lastError = { code: 'accepted-before-revocation', message: `epoch ${p.epoch} was accepted before a revocation: offering a new epoch` };
+          return this.result('void-acceptance', 0);
+        }
+        const K = acc.K;
         this.persist({
-          ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now },
+          ...c, pending: undefined, active: { epoch: p.epoch, K, activatedAt: now, acceptedBlock: acc.block },
           previous: c.active ? { epoch: c.active.epoch, K: c.active.K } : c.previous,
-          backoffExp: 0, rotateNow: false,
+          backoffExp: 0, rotateNow: false, kept: c.kept && c.kept.epoch > p.epoch ? c.kept : undefined,
         });
         this.lastError = null;
         this.seqNext = undefined;
@@ -453,12 +630,26 @@ export class DeviceEngine {
       }
       if (ch.epoch === p.epoch) {
         if (ch.state === ChannelState.rejected) return this.abandon(p, 'rejected');
+        if (ch.state === ChannelState.accepted && this.ttlBlocks !== undefined) {
+          // Accepted, but with an acceptance none of this epoch's Ks match (a K the device no longer
+          // holds, e.g. one evicted from `superseded` after more key rotations than it keeps): never
+          // activatable. Left like an expired offer once UNRECOGNISED_TTLS offer TTLs have passed since
+          // the acceptance and since this boot first saw it (a relay that forges "accepted" or hides the
+          // log gains a delay only: the left epoch's record is kept, §5.3).
+          const bn = await this.rpc(cfg).blockNumber();
+          if (this.unrecognised?.epoch !== p.epoch || bn < this.unrecognised.block) this.unrecognised = { epoch: p.epoch, block: bn };
+          const from = ch.acceptedAt > this.unrecognised.block ? ch.acceptedAt : this.unrecognised.block;
+          if (bn > from + this.ttlBlocks * UNRECOGNISED_TTLS) return this.abandon(p, 'unrecognised');
+        }
         if (ch.state === ChannelState.offered && this.ttlBlocks !== undefined) {
           const bn = await this.rpc(cfg).blockNumber();
           if (bn > ch.offeredAt + this.ttlBlocks) return this.abandon(p, 'expired');
         }
         return this.result('wait-acceptance', this.pollMs());
       }
+      // Above the pending epoch but one the device itself offered (it went back to an epoch the chain
+      // seemed to expect): the chain is past the pending epoch, so follow it.
+      if (ch.epoch <= this.maxOffered()) return this.resync(p, ch.epoch);
       this.lastError = { code: 'relay-epoch-ahead', message: `relay reports epoch ${ch.epoch} above the pending ${p.epoch}: ignored` };
     }
 
@@ -484,6 +675,10 @@ export class DeviceEngine {
     if (spent && ch.epoch < p.epoch) {
       this.spentSince ??= now;
       if (now - this.spentSince >= SPENT_GRACE_POLLS * this.pollMs()) {
+        // The chain expects an earlier epoch than the pending one (its offer reverts BadEpoch): an epoch
+        // left on the relay's word ("rejected", "expired") never landed. Offer the epoch the chain expects
+        // (never one at or below a receiver-signed acceptance: those surely landed).
+        if (ch.epoch + 1n < p.epoch && ch.epoch >= this.verifiedFloor()) return this.reopen(p, ch.epoch + 1n, now);
         const left = this.spacingLeft(cfg, now);
         if (left > 0) return this.result('wait-spacing', left);
         // Nonces in [count, nextNonce) carry only our own transactions that did not land: reuse the lowest.
@@ -533,7 +728,9 @@ export class DeviceEngine {
   /** Leave an epoch that the chain (per relay) shows rejected or expired; its K is dropped. */
   private abandon(p: PendingRecord, why: string): StepResult {
     const c = this.chan;
-    this.persist({ ...c, pending: undefined, backoffExp: Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP) });
+    // The record is kept (K, calldata): should the chain later show that this epoch never landed (the
+    // relay lied), it is offered again as it was, instead of the device offering past it forever.
+    this.persist({ ...c, pending: undefined, kept: p, backoffExp: Math.min(c.backoffExp + 1, MAX_BACKOFF_EXP) });
     this.lastError = { code: `offer-${why}`, message: `epoch ${p.epoch} ${why}` };
     return this.result(why, 0);
   }
@@ -583,7 +780,8 @@ export class DeviceEngine {
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'first' | 'resign' | 'renonce' | 'rekey', nonce: bigint): Promise<StepResult>;
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: 'bump', nonce: bigint): Promise<StepResult | undefined>;
   private async sign(cfg: DeviceConfig, p: PendingRecord, now: number, mode: SignMode, nonce: bigint): Promise<StepResult | undefined> {
-    if (this.budgetUsed(now) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(now);
+    const m = this.measured();
+    if (this.budgetUsed(m) >= cfg.maxTxPerDay) return mode === 'bump' ? undefined : this.budgetWait(m);
     let data: Uint8Array;
     let keyVersion = p.keyVersion;
     let K = p.K;
@@ -626,7 +824,7 @@ export class DeviceEngine {
     assertSignable(tx, cfg); // verify what you sign
     const raw = signTransaction(tx, this.sk);
     const next: ChannelRecord = {
-      ...c, ...this.budgetAfterSign(now),
+      ...c, ...this.budgetAfterSign(m),
       pending: { ...p, K, nonce, keyVersion, raw, txHash: transactionHash(raw), sentAt: now, superseded },
     };
     if (nonce >= c.nextNonce) {
@@ -648,8 +846,7 @@ export class DeviceEngine {
    * KeyAcceptance signature recovers to the pinned receiver. Returns the accepted K: the pending
    * one, or a superseded one of the same epoch if that earlier offer is the one that landed.
    */
-  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<Uint8Array | undefined> {
-    const word = (a: Uint8Array) => { const w = new Uint8Array(32); w.set(a, 12); return w; };
+  private async findAcceptance(cfg: DeviceConfig, p: PendingRecord, fromBlock: bigint): Promise<{ K: Uint8Array; block: bigint } | undefined> {
     const logs = await this.rpc(cfg).getLogs({
       address: cfg.contract,
       topics: [eventTopic('KeyAccepted'), word(this.address), word(cfg.receiver), bigIntToBytes(p.epoch, 32)],
@@ -666,7 +863,8 @@ export class DeviceEngine {
         const hit = candidates.find((x) => equalBytes(d.proof as Uint8Array, x.proof)); // cheap check before a signature recovery
         if (!hit) continue;
         const digest = keyAcceptanceDigest(this.domain(cfg), { device: this.address, receiver: cfg.receiver, epoch: p.epoch, proof: hit.proof });
-        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return hit.K;
+        if (log.blockNumber === null) continue; // not mined (per the relay): look again later
+        if (equalBytes(recoverTypedSigner(digest, d.sig as Uint8Array), cfg.receiver)) return { K: hit.K, block: log.blockNumber };
       } catch {
         // a malformed log is a relay lie: skip it
       }

@@ -10,7 +10,8 @@
  *   cfg   DeviceConfig, normalized UTF-8 JSON         ~450 B (≤ 4000)
  *   rkey  highest verified receiver key record        70 B
  *   chan  exchange state (see ChannelRecord)          ~40 B idle, ~660 B with a signed pending offer
- *                                                     (+ 36 B per superseded K, at most 4)
+ *                                                     (+ 36 B per superseded K, at most 4;
+ *                                                     + 25-33 B extension block, + ~620 B with a kept record)
  *   seq   seq high-water mark of one epoch            17 B
  * `seq` is its own key, tagged with its epoch, because it is written every few
  * readings: rewriting `chan` (with its raw tx) that often would wear NVS for nothing.
@@ -74,6 +75,12 @@ export interface ActiveRecord {
   K: Uint8Array;
   /** Clock ms of activation (for rotation by age, §5.6). */
   activatedAt: number;
+  /**
+   * Block of the KeyAccepted log that activated this epoch (0: unknown, a record of an older
+   * firmware). A DeviceRevoked log at or after it means the device was revoked (and re-enrolled)
+   * since: the epoch is no longer valid (§5.6).
+   */
+  acceptedBlock?: bigint;
 }
 
 export interface PreviousRecord {
@@ -101,6 +108,25 @@ export interface ChannelRecord {
   active?: ActiveRecord;
   /** Key of the previous active epoch, kept until its readings are acknowledged (§5.3 step 4). */
   previous?: PreviousRecord;
+  /**
+   * Highest epoch the device ever offered (absent: lastOffered). lastOffered can move back below it
+   * when the chain shows that an epoch the device left (rejected / expired per the relay) never
+   * landed: then the device re-offers the epoch the chain expects (§5.3, engine.ts `reopen`).
+   */
+  maxOffered?: bigint;
+  /**
+   * The record of the last epoch the device left behind (rejected / expired per the relay, or moved
+   * past), kept with its K and signed raw tx so that, should the chain show it never landed, it is
+   * offered again with the same calldata instead of a second K (§5.3). Never sealed under unless accepted.
+   */
+  kept?: PendingRecord;
+  /**
+   * Measured time, ms: the monotonic clock accumulated over every boot (not the wall clock, which a
+   * relay's SNTP or a glitch can move). Drives the daily signing budget (DECISIONS.md).
+   */
+  measuredMs?: number;
+  /** Measured time at which the current budget window (24 h of measured time) began. */
+  budgetStart?: number;
 }
 
 export interface SeqRecord {
@@ -158,23 +184,50 @@ export function decodeReceiverKey(b: Uint8Array): ReceiverKeyRecord {
   return out;
 }
 
-const F_REVOKED = 1, F_ROTATE = 2, F_PENDING = 4, F_ACTIVE = 8, F_PREVIOUS = 16, F_SUPERSEDED = 32;
+const F_REVOKED = 1, F_ROTATE = 2, F_PENDING = 4, F_ACTIVE = 8, F_PREVIOUS = 16, F_SUPERSEDED = 32, F_EXT = 64;
+/** Extension block (written only when one of its fields is set, so older records decode unchanged). */
+const X_KEPT = 1, X_KEPT_SUPERSEDED = 2;
+
+function writePending(w: Writer, p: PendingRecord): void {
+  w.u64(p.epoch).fixed(p.K, 32).u64(p.nonce).u32(p.keyVersion).var(p.raw).var(p.txHash).ms(p.sentAt);
+}
+function readPending(r: Reader): PendingRecord {
+  return { epoch: r.u64(), K: r.fixed(32), nonce: r.u64(), keyVersion: r.u32(), raw: r.var(), txHash: r.var(), sentAt: r.ms() };
+}
+function writeSuperseded(w: Writer, sup: SupersededKey[]): void {
+  w.u8(sup.length);
+  for (const k of sup) w.fixed(k.K, 32).u32(k.keyVersion);
+}
+function readSuperseded(r: Reader): SupersededKey[] {
+  const n = r.u8();
+  if (n === 0 || n > MAX_SUPERSEDED) throw new IotkxError('bad-record', 'chan: bad superseded keys');
+  const sup: SupersededKey[] = [];
+  for (let i = 0; i < n; i++) sup.push({ K: r.fixed(32), keyVersion: r.u32() });
+  return sup;
+}
+function hasExt(c: ChannelRecord): boolean {
+  return c.maxOffered !== undefined || c.kept !== undefined || c.measuredMs !== undefined || c.budgetStart !== undefined || c.active?.acceptedBlock !== undefined;
+}
 
 export function encodeChannel(c: ChannelRecord): Uint8Array {
   const sup = c.pending?.superseded ?? [];
   check(sup.length <= MAX_SUPERSEDED, 'bad-record', `chan: more than ${MAX_SUPERSEDED} superseded keys`);
+  const ksup = c.kept?.superseded ?? [];
+  check(ksup.length <= MAX_SUPERSEDED, 'bad-record', `chan: more than ${MAX_SUPERSEDED} superseded keys`);
+  const ext = hasExt(c);
   const flags = (c.revoked ? F_REVOKED : 0) | (c.rotateNow ? F_ROTATE : 0) | (c.pending ? F_PENDING : 0) | (c.active ? F_ACTIVE : 0) | (c.previous ? F_PREVIOUS : 0)
-    | (sup.length > 0 ? F_SUPERSEDED : 0);
+    | (sup.length > 0 ? F_SUPERSEDED : 0) | (ext ? F_EXT : 0);
   const w = new Writer().u8(FORMAT).u8(flags).u64(c.lastOffered).u64(c.nextNonce).u8(c.backoffExp).ms(c.lastOfferAt).u32(c.budgetDay).u32(c.budgetCount);
-  if (c.pending) {
-    const p = c.pending;
-    w.u64(p.epoch).fixed(p.K, 32).u64(p.nonce).u32(p.keyVersion).var(p.raw).var(p.txHash).ms(p.sentAt);
-  }
+  if (c.pending) writePending(w, c.pending);
   if (c.active) w.u64(c.active.epoch).fixed(c.active.K, 32).ms(c.active.activatedAt);
   if (c.previous) w.u64(c.previous.epoch).fixed(c.previous.K, 32);
-  if (sup.length > 0) {
-    w.u8(sup.length);
-    for (const k of sup) w.fixed(k.K, 32).u32(k.keyVersion);
+  if (sup.length > 0) writeSuperseded(w, sup);
+  if (ext) {
+    w.u8((c.kept ? X_KEPT : 0) | (ksup.length > 0 ? X_KEPT_SUPERSEDED : 0));
+    w.u64(c.maxOffered ?? c.lastOffered).ms(c.measuredMs ?? 0).ms(c.budgetStart ?? 0);
+    if (c.active) w.u64(c.active.acceptedBlock ?? 0n);
+    if (c.kept) writePending(w, c.kept);
+    if (ksup.length > 0) writeSuperseded(w, ksup);
   }
   const out = w.bytes();
   check(out.length <= MAX_VALUE_BYTES, 'bad-record', `chan: ${out.length} bytes exceeds the NVS value limit`);
@@ -189,17 +242,24 @@ export function decodeChannel(b: Uint8Array): ChannelRecord {
     revoked: (flags & F_REVOKED) !== 0, rotateNow: (flags & F_ROTATE) !== 0,
     lastOffered: r.u64(), nextNonce: r.u64(), backoffExp: r.u8(), lastOfferAt: r.ms(), budgetDay: r.u32(), budgetCount: r.u32(),
   };
-  if (flags & F_PENDING) {
-    c.pending = { epoch: r.u64(), K: r.fixed(32), nonce: r.u64(), keyVersion: r.u32(), raw: r.var(), txHash: r.var(), sentAt: r.ms() };
-  }
+  if (flags & F_PENDING) c.pending = readPending(r);
   if (flags & F_ACTIVE) c.active = { epoch: r.u64(), K: r.fixed(32), activatedAt: r.ms() };
   if (flags & F_PREVIOUS) c.previous = { epoch: r.u64(), K: r.fixed(32) };
   if (flags & F_SUPERSEDED) {
-    const n = r.u8();
-    if (!c.pending || n === 0 || n > MAX_SUPERSEDED) throw new IotkxError('bad-record', 'chan: bad superseded keys');
-    const sup: SupersededKey[] = [];
-    for (let i = 0; i < n; i++) sup.push({ K: r.fixed(32), keyVersion: r.u32() });
-    c.pending.superseded = sup;
+    if (!c.pending) throw new IotkxError('bad-record', 'chan: bad superseded keys');
+    c.pending.superseded = readSuperseded(r);
+  }
+  if (flags & F_EXT) {
+    const x = r.u8();
+    c.maxOffered = r.u64();
+    c.measuredMs = r.ms();
+    c.budgetStart = r.ms();
+    if (c.active) c.active.acceptedBlock = r.u64();
+    if (x & X_KEPT) c.kept = readPending(r);
+    if (x & X_KEPT_SUPERSEDED) {
+      if (!c.kept) throw new IotkxError('bad-record', 'chan: bad superseded keys');
+      c.kept.superseded = readSuperseded(r);
+    }
   }
   r.end();
   return c;

@@ -76,4 +76,16 @@ test('device ⇄ anvil ⇄ receiver: offer, accept, confirm; a rotation offers e
   expect(dev.previousKey()!.epoch).toBe(1n);
   expect(dev.status()).toMatchObject({ nextNonce: '2', txToday: 2, lastOffered: '2' });
   expect(await env.pub.getTransactionCount({ address: device })).toBe(2);
+
+  // §5.6 on the real contract: revoked and re-enrolled while the device is off. Its DeviceRevoked log
+  // (receiver and device as indexed topics) is what the device finds at boot: epoch 2 is dropped, epoch 3 follows.
+  expect((await env.tx(receiver, 'revoke', [receiver.address, device])).error).toBeUndefined();
+  expect((await env.tx(receiver, 'enroll', [receiver.address, device])).error).toBeUndefined();
+  dev = make();
+  await dev.step();
+  expect(dev.activeKey()).toBeUndefined();
+  await dev.run((e) => e.activeKey()?.epoch === 3n, { sleep });
+  expect(toHex(dev.activeKey()!.K)).toBe(accepted.get(3n));
+  for (let i = 0; i < 3; i++) { const s = await dev.step(); clock.advance(Math.max(s.waitMs, 600_000)); }
+  expect(dev.activeKey()?.epoch).toBe(3n); // accepted after the re-enrolment: kept
 }, 120_000);

@@ -96,13 +96,19 @@ export class FakeChain {
     this.block += 1n;
   }
 
+  /** enroll(receiver, device) by the receiver, mined in a block of its own (§4: emits DeviceEnrolled). */
   enroll(device: string, receiver = this.receiver.address): void {
     const ch = this.channel(device, receiver);
     ch.enrolled = true;
+    this.block += 1n;
+    this.log('DeviceEnrolled', { receiver, device }, [{ type: 'address' }], [receiver]);
   }
 
+  /** revoke(receiver, device) by the receiver, mined in a block of its own (§4: emits DeviceRevoked). */
   revoke(device: string, receiver = this.receiver.address): void {
     this.channel(device, receiver).enrolled = false;
+    this.block += 1n;
+    this.log('DeviceRevoked', { receiver, device }, [{ type: 'address' }], [receiver]);
   }
 
   channel(device: string, receiver = this.receiver.address): Channel {
@@ -358,7 +364,17 @@ export class MemStorage implements Storage {
 }
 export class PowerCut extends Error { constructor() { super('power cut'); } }
 
-export class FakeClock { t = Date.UTC(2025, 0, 1, 8); now() { return this.t; } advance(ms: number) { this.t += ms; } }
+/**
+ * Wall clock `t` (a test may set it anywhere: SNTP lies, RTC glitches) and a monotonic clock `mono`
+ * (ms since boot on a real board: only time passing, advance(), moves it).
+ */
+export class FakeClock {
+  t = Date.UTC(2025, 0, 1, 8);
+  mono = 0;
+  now() { return this.t; }
+  monotonic() { return this.mono; }
+  advance(ms: number) { this.t += ms; this.mono += ms; }
+}
 
 export function deviceConfig(receiver: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

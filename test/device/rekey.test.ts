@@ -184,3 +184,34 @@ test('a relay that reports a count below the pending nonce for a moment costs at
   assertNoNonceGap(r);
   invariants(r, t.sealed);
 });
+
+test('more receiver key rotations than superseded slots while a landed offer is hidden: once honest, the unrecognisable acceptance is left after its TTL and the next epoch lands', async () => {
+  const r = await rig({ maxTxPerDay: 50 });
+  const t = sealedKeys(r);
+  r.chain.receiver.policy = 'ignore';
+  await r.dev.run(() => r.chain.sent.length === 1, { sleep: r.sleep });
+  await r.chain.accept(r.device as Hex, 1n); // K1's offer landed and is accepted under version 1
+  // The relay hides it all: no logs, count 0, channel() empty; and it withholds every re-signed offer.
+  r.chain.tamper = (m, p, res) => {
+    if (m === 'eth_getLogs') return [];
+    if (m === 'eth_getTransactionCount') return '0x0';
+    if (m === 'eth_call' && String(p[0].data).startsWith('0x2b10eefa')) { const b = Buffer.from(res.slice(2), 'hex'); b.fill(0, 32, 224); return `0x${b.toString('hex')}`; }
+    return undefined;
+  };
+  r.chain.intercept = (m, p) => (m === 'eth_sendRawTransaction' ? keccak256(p[0]) : undefined);
+  for (let v = 0; v < 5; v++) {
+    r.chain.receiver.rotateEncKey();
+    await r.chain.publishReceiverKey();
+    await r.dev.run((e) => e.status().keyVersion === v + 2, { sleep: r.sleep, maxSteps: 50 });
+    await r.dev.run(() => r.dev.status().lastAction === 'rekeyed', { sleep: r.sleep, maxSteps: 50 });
+  }
+  expect(decodeChannel(r.storage.get('chan')!).pending!.superseded!.length).toBe(4); // K1 is no longer among them
+  r.chain.tamper = undefined;
+  r.chain.intercept = undefined;
+  r.chain.receiver.policy = 'accept';
+  await r.dev.run((e) => e.activeKey()?.epoch === 2n, { sleep: (ms) => { t.note(); r.sleep(ms); }, maxSteps: 400 });
+  t.note();
+  expect(toHex(r.dev.activeKey()!.K)).toBe(r.chain.receiver.accepted.get(2n));
+  assertNoLeakedSealKey(r.chain, r.device, t.sealed);
+  assertNoNonceGap(r);
+});

@@ -128,6 +128,21 @@ describe('records', () => {
     expect(() => encodeChannel({ ...c, pending: { ...pending, superseded: five } })).toThrow(expect.objectContaining({ code: 'bad-record' }));
     expect(() => decodeChannel(new Uint8Array([...b.subarray(0, b.length - 73), 0]))).toThrow(expect.objectContaining({ code: 'bad-record' }));
   });
+  test('the extension block (highest offered epoch, kept record, measured time, acceptance block) round-trips', () => {
+    const pending = { epoch: 7n, K: new Uint8Array(32).fill(1), nonce: 8n, keyVersion: 3, raw: new Uint8Array(300).fill(2), txHash: new Uint8Array(32).fill(3), sentAt: 5 };
+    const kept = { ...pending, epoch: 6n, K: new Uint8Array(32).fill(9), superseded: [{ K: new Uint8Array(32).fill(7), keyVersion: 2 }] };
+    const c = {
+      ...emptyChannel(), lastOffered: 7n, nextNonce: 9n, pending, kept, maxOffered: 8n, measuredMs: 123_456_789, budgetStart: 100_000,
+      active: { epoch: 5n, K: new Uint8Array(32).fill(4), activatedAt: 6, acceptedBlock: 4242n },
+    };
+    const b = encodeChannel(c);
+    expect(decodeChannel(b)).toEqual(c);
+    expect(b.length).toBeLessThan(1500);
+    expect(() => decodeChannel(b.subarray(0, b.length - 1))).toThrow(expect.objectContaining({ code: 'bad-record' }));
+    expect(() => decodeChannel(new Uint8Array([...b, 0]))).toThrow(expect.objectContaining({ code: 'bad-record' }));
+    const plain = { ...emptyChannel(), lastOffered: 7n, nextNonce: 9n, pending };
+    expect(encodeChannel(plain).length).toBe(encodeChannel({ ...plain, maxOffered: 7n }).length - 1 - 8 - 8 - 8); // written only when set
+  });
   test('receiver key and seq records', () => {
     const rk = { version: 3, encKey: new Uint8Array(65).fill(4) };
     expect(encodeReceiverKey(rk).length).toBe(70);
