@@ -62,6 +62,7 @@ export function simPlatform(opts: { hardwareRandom?: boolean; firmware?: string 
     storage,
     random: opts.hardwareRandom === false ? undefined : { bytes: (n) => hostCall('random', n) },
     clock: { now: () => hostCall('now') },
+    syncClock: async () => { hostCall('networkTime'); },
     transport,
     sensor: {
       read: () => {
