@@ -57,6 +57,12 @@ if (want('exchange')) {
     sections.push({ title: 'Key exchange end to end (device on XS, receiver)', header: r.header, rows: r.rows, method: r.method });
   });
 }
+if (want('moddable')) {
+  await optional('moddable.ts', async (m) => {
+    const r = await m.moddableBench();
+    sections.push({ title: 'Firmware on the Moddable SDK 8.2.3 (bytecode per target, memory on Moddable XS)', header: r.header, rows: r.rows, method: r.method });
+  });
+}
 if (want('firmware')) {
   await optional('firmware.ts', async (m) => {
     const r = await m.firmwareBench();

@@ -34,6 +34,13 @@ const STATE_KEYS = [...ALL_KEYS.filter((k) => k !== KEY_IDENTITY), ...QUEUE_KEYS
 const TICK_ERROR_RETRY_MS = 5_000;
 /** Joining the network failed: try again after this long. */
 const NETWORK_RETRY_MS = 30_000;
+/**
+ * A clock before this (2025-01-01) was never set: an ESP32 boots at 1970 until SNTP answers. Until then nothing runs
+ * that needs time (offers, readings, rotation): readings are held, not sealed with a meaningless `t`.
+ */
+const CLOCK_PLAUSIBLE_MS = Date.UTC(2025, 0, 1);
+/** Network time did not answer: try again after this long. */
+const CLOCK_RETRY_MS = 10_000;
 
 export interface AppOptions {
   queue?: QueueOptions;
@@ -128,9 +135,23 @@ export function boot(p: FirmwarePlatform, opts: AppOptions = {}): Firmware {
   const start = (): void => {
     if (running || !device?.engine.config) return;
     running = true;
+    const clockSet = () => p.clock.now() >= CLOCK_PLAUSIBLE_MS;
+    const withClock = (): void => {
+      if (clockSet()) { tickError = null; p.setTimer(loop, 0); return; }
+      const retry = (why: string) => {
+        tickError = `clock not set (${why}): readings and offers held`;
+        p.log(`clock: ${tickError}`);
+        p.setTimer(withClock, CLOCK_RETRY_MS);
+      };
+      if (!p.syncClock) { retry('no network time on this platform'); return; }
+      p.syncClock().then(
+        () => (clockSet() ? withClock() : retry('network time gave an implausible time')),
+        (e) => retry(String((e as Error)?.message ?? e)),
+      );
+    };
     const join = (): void => {
       p.network.connect(device!.engine.config!.network).then(
-        () => p.setTimer(loop, 0),
+        () => withClock(),
         (e) => {
           p.log(`network: ${String((e as Error)?.message ?? e)}`);
           p.setTimer(join, NETWORK_RETRY_MS);

@@ -39,6 +39,15 @@ export async function stopXvfb(): Promise<void> {
   }
 }
 
+async function freeLoopbackPort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => resolve(p)); });
+  });
+}
+
 export interface McsimOptions {
   sdk: Sdk;
   /** The debug mc.so. */
@@ -55,10 +64,16 @@ export class McsimDevice {
   /** Lifetimes: one per start(). */
   boots = 0;
 
+  /** The console port, the same in every lifetime (as a board's UART is), so a client can reconnect after a reboot. */
+  private consolePort = 0;
+  /** The firmware asked for a reboot (iotkx/restart exits on desktops): power it on again, as the chip would. */
+  private stopping = false;
+
   private constructor(private readonly opts: McsimOptions) {}
 
   static async start(opts: McsimOptions): Promise<McsimDevice> {
     const d = new McsimDevice(opts);
+    d.consolePort = await freeLoopbackPort();
     await d.powerOn();
     return d;
   }
@@ -85,12 +100,16 @@ export class McsimDevice {
       cwd: dir,
       env: {
         ...sdk.env, DISPLAY: display, HOME: dir, XDG_CONFIG_HOME: config, XSBUG_HOST: '127.0.0.1', XSBUG_PORT: String(this.xsbug.port),
-        IOTKX_CONSOLE_PORT: '0', NO_AT_BRIDGE: '1', GTK_A11Y: 'none',
+        IOTKX_CONSOLE_PORT: String(this.consolePort), NO_AT_BRIDGE: '1', GTK_A11Y: 'none',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (d) => { this.output += d; });
     child.stderr!.on('data', (d) => { this.output += d; });
+    child.once('exit', (code, signal) => {
+      this.output += `\n# mcsim exited (${signal ?? `code ${code}`})\n`;
+      if (code === 0 && !this.stopping) this.rebooting = this.xsbug.close().then(() => this.powerOn());
+    });
     this.child = child;
     await this.xsbug.waitFor('the firmware to connect to xsbug', () => this.xsbug.logins > 0 || (!this.running && 'exited'), 60_000);
     if (!this.running) throw new Error(`mcsim exited at start:\n${this.output}`);
@@ -106,11 +125,17 @@ export class McsimDevice {
     });
   }
 
+  /** Set while a reboot the firmware asked for is under way. */
+  rebooting: Promise<void> | undefined;
+
   /** SIGKILL: a power cut. */
   async kill(): Promise<void> {
+    this.stopping = true;
+    await this.rebooting?.catch(() => undefined);
     const c = this.child;
     if (c && this.running) await new Promise<void>((r) => { c.once('exit', () => r()); c.kill('SIGKILL'); });
     await this.xsbug?.close();
+    this.stopping = false;
   }
 
   async restart(): Promise<void> {

@@ -62,6 +62,10 @@ export interface SimDeviceOptions {
   cut?: (ev: NvsEvent) => boolean;
   onHttp?: (ev: HttpEvent) => void;
   log?: (line: string) => void;
+  /** Boot with the clock at 0 (1970), as an ESP32 does until SNTP sets it (issue 15 item 10). */
+  clockAtZero?: boolean;
+  /** Whether network time (the board's SNTP) answers: default true. */
+  networkTime?: boolean;
 }
 
 /** One worker lifetime: everything it scheduled dies with it. */
@@ -188,8 +192,12 @@ export class SimDevice {
     await new Promise<void>((ok) => (this.server ? this.server.close(() => ok()) : ok()));
   }
 
+  /** ms added to the host's clock: -Date.now() at power-on with clockAtZero (the RTC starts at 0 each boot). */
+  private clockOffset = 0;
+
   private async powerOn(): Promise<void> {
     if (this.stopped) return;
+    this.clockOffset = this.opts.clockAtZero ? -Date.now() : 0;
     const code = await simBundle();
     const life: Life = { worker: undefined as unknown as XsWorker, timers: new Set(), dead: false };
     life.worker = await XsWorker.start({ name: `iotkx-sim-${this.opts.name}`, host: this.hostMethods(life), output: 'ignore' });
@@ -227,7 +235,15 @@ export class SimDevice {
       nvsSet: guard((k: string, v: Uint8Array) => storageOp(() => this.nvs.set(k, v))),
       nvsDelete: guard((k: string) => storageOp(() => this.nvs.delete(k))),
       random: guard((n: number) => new Uint8Array(randomBytes(n))),
-      now: guard(() => Date.now()),
+      now: guard(() => Date.now() + this.clockOffset),
+      // Monotonic (lib/platform.ts Clock.monotonic): the signing budget runs on it; moved by time passing only.
+      monotonic: guard(() => performance.now()),
+      // The board's SNTP: sets the clock when network time answers.
+      networkTime: guard(() => {
+        if (this.opts.networkTime === false) throw new Error('network time: no answer');
+        this.clockOffset = 0;
+        return null;
+      }),
       sensor: guard(() => this.sensorNow().read()),
       log: guard((line: string) => { this.opts.log?.(`${this.opts.name}: ${line}`); }),
       http: guard(async (method: 'GET' | 'POST', url: string, body: Uint8Array | null, ct: string | null) => {

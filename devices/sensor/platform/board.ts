@@ -20,13 +20,16 @@ import { LineSplitter } from '../console.js';
 import type { ConsolePort, Network } from './types.js';
 
 const cfg = config as { firmware?: string; console?: { port?: number; receive?: number; transmit?: number; baud?: number } };
-let rfOn = false;
 
-/** esp_fill_random; before Wi-Fi starts the native side turns on the bootloader entropy source (ESP-IDF: RF off means no true randomness otherwise). */
+/**
+ * esp_fill_random. The native side reads the RF state itself at each call (esp_wifi_get_mode): with Wi-Fi started
+ * (a built-in SSID connects before main runs) the RF noise feeds the RNG; before that it brackets the fill with the
+ * bootloader entropy source, which ESP-IDF forbids while Wi-Fi runs (devices/sensor/native/hwrandom.c).
+ */
 const random: Random = {
   bytes(n) {
     const b = new ArrayBuffer(n);
-    HardwareRandom.fill(b, !rfOn);
+    HardwareRandom.fill(b, false);
     return new Uint8Array(b);
   },
 };
@@ -65,12 +68,12 @@ const network: Network = {
   connect(credentials) {
     return new Promise((resolve, reject) => {
       // A build with ssid=/password= is connected before main runs (MODDABLE.md §1).
-      if (Net.get('IP')) { rfOn = true; resolve(); return; }
+      if (Net.get('IP')) { resolve(); return; }
       if (!credentials) { reject(new IotkxError('no-network', 'no Wi-Fi credentials provisioned and none built in')); return; }
       // onChanged gets no `this` in the SDK's typings: read the instance itself.
       const wifi: WiFi = new WiFi({
         onChanged() {
-          if (wifi.address) { rfOn = true; resolve(); }
+          if (wifi.address) resolve();
         },
       });
       wifi.connect({ SSID: credentials.ssid, password: credentials.password });

@@ -6,6 +6,9 @@
  */
 import Preference from 'preference';
 import Timer from 'timer';
+import SNTP from 'sntp';
+import Time from 'time';
+import config from 'mc/config';
 import { Request } from 'http';
 import { IotkxError } from '../../../lib/errors.js';
 import { MAX_RESPONSE_BYTES, type HttpResponse, type Storage, type Transport } from '../../../lib/platform.js';
@@ -82,12 +85,26 @@ const transport: Transport = {
   },
 };
 
+/** Set the clock from SNTP (mc/config `sntp`, pool.ntp.org from manifest_net); the app calls it after Wi-Fi joins. */
+function syncClock(): Promise<void> {
+  const host = (config as { sntp?: string }).sntp ?? 'pool.ntp.org';
+  return new Promise((resolve, reject) => {
+    // The SDK's SNTP retries by itself (message 2) and reports -1 when it gives up.
+    new SNTP({ host }, (message, value) => {
+      if (message === SNTP.time && typeof value === 'number') { Time.set(value); resolve(); }
+      else if (message === SNTP.error) reject(new IotkxError('no-network-time', `SNTP ${host}: no answer`));
+    });
+  });
+}
+
 export function moddablePlatform(): FirmwarePlatform {
   return {
     firmware: board.firmware,
     storage,
     random: board.random,
-    clock: { now: () => Date.now() },
+    // Time.ticks: milliseconds since boot, untouched by SNTP and Time.set: the signing budget's clock (lib/platform.ts).
+    clock: { now: () => Date.now(), monotonic: () => Time.ticks },
+    syncClock,
     transport,
     sensor: board.sensor,
     console: board.console,

@@ -61,7 +61,8 @@ export function simPlatform(opts: { hardwareRandom?: boolean; firmware?: string 
     firmware: opts.firmware ?? 'iotkx-sensor/sim',
     storage,
     random: opts.hardwareRandom === false ? undefined : { bytes: (n) => hostCall('random', n) },
-    clock: { now: () => hostCall('now') },
+    clock: { now: () => hostCall('now'), monotonic: () => hostCall('monotonic') },
+    syncClock: async () => { hostCall('networkTime'); },
     transport,
     sensor: {
       read: () => {

@@ -27,6 +27,8 @@ export interface FirmwarePlatform {
   /** The hardware RNG (ESP32: esp_fill_random), or undefined when the platform has none: then the app refuses to run. */
   random: Random | undefined;
   clock: Clock;
+  /** Set the clock from network time (Moddable: SNTP) once the network is up; rejects when no server answers. */
+  syncClock?(): Promise<void>;
   transport: Transport;
   sensor: Sensor;
   console: ConsolePort;

@@ -1,7 +1,7 @@
 // Our native modules (devices/sensor/native): tiny frozen façades over C.
 declare module "iotkx/hwrandom" {
   const HardwareRandom: {
-    /** Fill with esp_fill_random(). `rfOff`: bracket with bootloader_random_enable/disable (no Wi-Fi yet). */
+    /** Fill with esp_fill_random() (ESP32: the native side brackets it with the bootloader entropy source only while Wi-Fi is not initialised; `rfOff` is ignored), the OS RNG on desktops. */
     fill(buffer: ArrayBuffer, rfOff: boolean): void;
   };
   export { HardwareRandom as default };
