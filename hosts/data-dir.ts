@@ -31,6 +31,8 @@ export interface ClaimedDataDir {
   wiped: string[];
   /** True when `keep` found a previous run's files to resume from. */
   resumed: boolean;
+  /** The pid of a dead process whose lock was taken over, if any. */
+  staleLockPid?: number;
   /** Removes the lock (only if it is still ours). */
   release(): void;
 }
@@ -46,13 +48,14 @@ function alive(pid: number): boolean {
   }
 }
 
-function takeLock(dir: string): void {
+function takeLock(dir: string): number | undefined {
   const file = path.join(dir, LOCK);
+  let stale: number | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       // 'wx': exclusive create, so two starts racing for the directory cannot both win.
       fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-      return;
+      return stale;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
@@ -61,6 +64,7 @@ function takeLock(dir: string): void {
       throw new DataDirError('locked', `another iotkx system (pid ${pid}) is using ${dir}; stop it or pass --data-dir`);
     }
     fs.rmSync(file, { force: true }); // stale: its process is gone
+    if (Number.isInteger(pid) && pid > 0) stale = pid;
   }
   throw new DataDirError('locked', `could not lock ${dir}: another process keeps taking ${file}`);
 }
@@ -86,7 +90,7 @@ export function claimDataDir(dir: string, opts: { keep?: boolean } = {}): Claime
     }
     fs.writeFileSync(marker, 'This directory was made by iotkx (npm start); iotkx may wipe it.\n');
   }
-  takeLock(dir);
+  const staleLockPid = takeLock(dir);
   const previous = fs.readdirSync(dir).filter((e) => e !== DATA_DIR_MARKER && e !== LOCK).sort();
   let wiped: string[] = [];
   if (!opts.keep) {
@@ -97,6 +101,7 @@ export function claimDataDir(dir: string, opts: { keep?: boolean } = {}): Claime
     dir,
     wiped,
     resumed: Boolean(opts.keep) && previous.length > 0,
+    ...(staleLockPid !== undefined ? { staleLockPid } : {}),
     release() {
       const file = path.join(dir, LOCK);
       try {

@@ -12,20 +12,47 @@
  */
 import { parseArgs } from 'node:util';
 import type { Hex } from 'viem';
-import { startSystem } from './system.js';
+import { StartAborted, startSystem } from './system.js';
 
-const { values } = parseArgs({
-  options: {
-    devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
-    'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
-    'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, mqtt: { type: 'string' },
-    confirmations: { type: 'string' }, 'idle-depth0-after': { type: 'string' }, help: { type: 'boolean' },
-  },
-});
+const HELP = `usage: npm start -- [flags]        (note the -- : npm passes what follows it to iotkx)
+
+  --devices N            simulated devices to pair and run (IOTKX_DEVICES, default 3; 0: pair your own)
+  --interval S           seconds between readings (IOTKX_INTERVAL, default 5)
+  --block-time S         seconds per block of the embedded anvil (default 1; 0: a block per transaction)
+  --data-dir DIR         where the run keeps its files (IOTKX_DATA_DIR, default .iotkx/run); only a directory
+                         iotkx made or an empty one, one system at a time; wiped at start unless --keep
+  --keep                 resume the previous run in DIR: chain, contract, receiver, relay, devices (IOTKX_KEEP=1)
+  --rpc-url URL          use this node instead of anvil (IOTKX_RPC_URL; needs IOTKX_DEPLOYER_KEY, a funded key)
+  --relay-port N         relay port (default: a free one; --keep reuses the previous)
+  --relay-host ADDR      relay interface (IOTKX_RELAY_HOST, default 127.0.0.1; 0.0.0.0 for boards on the LAN)
+  --receiver-port N      receiver API and dashboard port (default: a free one)
+  --mqtt URL             the receiver publishes every accepted reading to this broker (IOTKX_MQTT_URL)
+  --confirmations N      blocks the receiver waits before acting (default 2; 0 on an automine anvil)
+  --idle-depth0-after S  act at depth 0 once the node made no block for S seconds (default 30; 0 = never)
+  --help                 this text
+
+Join file for the CLI and other programs: <data dir>/system.json. Ctrl-C stops everything.`;
+
+let values: Record<string, string | boolean | undefined>;
+try {
+  ({ values } = parseArgs({
+    options: {
+      devices: { type: 'string' }, interval: { type: 'string' }, 'rpc-url': { type: 'string' },
+      'block-time': { type: 'string' }, 'data-dir': { type: 'string' }, 'relay-port': { type: 'string' }, 'relay-host': { type: 'string' },
+      'receiver-port': { type: 'string' }, keep: { type: 'boolean' }, mqtt: { type: 'string' },
+      confirmations: { type: 'string' }, 'idle-depth0-after': { type: 'string' }, help: { type: 'boolean' },
+    },
+  }));
+} catch (e) {
+  // Most often `npm start --devices 2` (npm keeps --devices for itself and passes only "2").
+  console.error(`npm start: ${(e as Error).message}\n  flags go after --, e.g. npm start -- --devices 2 (npm start -- --help lists them)`);
+  process.exit(2);
+}
 if (values.help) {
-  console.log('usage: npm start -- [--devices N] [--interval S] [--rpc-url URL] [--block-time S] [--data-dir DIR] [--keep] [--relay-port N] [--relay-host ADDR] [--receiver-port N] [--mqtt URL] [--confirmations N] [--idle-depth0-after S]');
+  console.log(HELP);
   process.exit(0);
 }
+const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
 const env = process.env;
 const int = (v: string | undefined, fallback: number, name: string) => {
   if (v === undefined || v === '') return fallback;
@@ -34,31 +61,36 @@ const int = (v: string | undefined, fallback: number, name: string) => {
   return n;
 };
 
-// Ctrl-C while the system is still starting must not kill the process with services half up (anvil, xsnap
-// workers, the data-dir lock): note it, let start-up finish or fail, then stop cleanly.
-let interrupted = false;
-const early = () => { interrupted = true; console.log('\nCtrl-C: stopping once start-up is done…'); };
+// Ctrl-C while the system is still starting must not leave services half up (anvil, xsnap workers, the data-dir
+// lock): abort start-up, which stops what is up already (a terminal's SIGINT may have killed some of it).
+const startup = new AbortController();
+const early = () => { console.log('\nCtrl-C: stopping what has started…'); startup.abort(); };
 process.on('SIGINT', early);
 process.on('SIGTERM', early);
 
 const system = await startSystem({
-  dataDir: values['data-dir'] ?? env.IOTKX_DATA_DIR ?? '.iotkx/run',
-  keep: values.keep ?? ['1', 'true', 'yes'].includes(String(env.IOTKX_KEEP ?? '').toLowerCase()),
-  devices: int(values.devices ?? env.IOTKX_DEVICES, 3, 'devices'),
-  intervalSec: int(values.interval ?? env.IOTKX_INTERVAL, 5, 'interval'),
-  rpcUrl: values['rpc-url'] ?? env.IOTKX_RPC_URL,
+  dataDir: str(values['data-dir']) ?? env.IOTKX_DATA_DIR ?? '.iotkx/run',
+  keep: (values.keep as boolean | undefined) ?? ['1', 'true', 'yes'].includes(String(env.IOTKX_KEEP ?? '').toLowerCase()),
+  devices: int(str(values.devices) ?? env.IOTKX_DEVICES, 3, 'devices'),
+  intervalSec: int(str(values.interval) ?? env.IOTKX_INTERVAL, 5, 'interval'),
+  rpcUrl: str(values['rpc-url']) ?? env.IOTKX_RPC_URL,
   deployerKey: env.IOTKX_DEPLOYER_KEY as Hex | undefined,
-  blockTime: int(values['block-time'], 1, 'block-time'),
+  blockTime: int(str(values['block-time']), 1, 'block-time'),
   offerTtlBlocks: 60,
-  relayPort: values['relay-port'] ? int(values['relay-port'], 0, 'relay-port') : undefined,
-  relayHost: values['relay-host'] ?? env.IOTKX_RELAY_HOST,
-  receiverPort: values['receiver-port'] ? int(values['receiver-port'], 0, 'receiver-port') : undefined,
-  mqttUrl: values.mqtt ?? env.IOTKX_MQTT_URL,
-  confirmations: values.confirmations !== undefined ? int(values.confirmations, 2, 'confirmations') : undefined,
-  idleDepthZeroMs: values['idle-depth0-after'] !== undefined ? int(values['idle-depth0-after'], 30, 'idle-depth0-after') * 1000 : undefined,
+  relayPort: values['relay-port'] ? int(str(values['relay-port']), 0, 'relay-port') : undefined,
+  relayHost: str(values['relay-host']) ?? env.IOTKX_RELAY_HOST,
+  receiverPort: values['receiver-port'] ? int(str(values['receiver-port']), 0, 'receiver-port') : undefined,
+  mqttUrl: str(values.mqtt) ?? env.IOTKX_MQTT_URL,
+  confirmations: values.confirmations !== undefined ? int(str(values.confirmations), 2, 'confirmations') : undefined,
+  idleDepthZeroMs: values['idle-depth0-after'] !== undefined ? int(str(values['idle-depth0-after']), 30, 'idle-depth0-after') * 1000 : undefined,
+  signal: startup.signal,
   log: (line) => console.log(line),
   receiverLog: (msg, extra) => { if (/depth|reorg|failed/.test(msg)) console.log(`receiver: ${msg}${extra ? ` ${JSON.stringify(extra)}` : ''}`); },
 }).catch((e: Error) => {
+  if (e instanceof StartAborted) {
+    console.log('stopped.');
+    process.exit(0);
+  }
   console.error(`iotkx: could not start: ${e.message}`);
   process.exit(1);
 });
@@ -98,12 +130,13 @@ const shutdown = async () => {
   stopping = true;
   clearInterval(summary);
   console.log('\nstopping…');
-  await system.stop();
-  console.log('stopped.');
-  process.exit(0);
+  // A service that does not stop (a wedged worker) must not keep the terminal: give up after 20 s and say so.
+  const done = await Promise.race([system.stop().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 20_000).unref())]);
+  console.log(done ? 'stopped.' : 'some services did not stop within 20 s; exiting anyway (the next start takes over the lock)');
+  process.exit(done ? 0 : 1);
 };
 process.off('SIGINT', early);
 process.off('SIGTERM', early);
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);
-if (interrupted) void shutdown();
+if (startup.signal.aborted) void shutdown();

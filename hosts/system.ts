@@ -56,6 +56,8 @@ export interface SystemOptions {
   log?: (line: string) => void;
   /** The receiver's own log lines (why it waits, what it accepted); none by default. */
   receiverLog?: (msg: string, extra?: Record<string, unknown>) => void;
+  /** Aborting it while the system starts stops what is up and rejects with StartAborted (Ctrl-C). */
+  signal?: AbortSignal;
   /** Extra options for the simulated XS devices (tests: power cuts, HTTP observers, short sleeps). */
   sim?: Partial<SimFleetOptions>;
 }
@@ -93,21 +95,46 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
   const claimed = claimDataDir(opts.dataDir, { keep: opts.keep });
   const dir = claimed.dir;
   if (claimed.wiped.length) log(`data dir ${dir}: removed the previous run's ${claimed.wiped.join(', ')}`);
+  if (claimed.staleLockPid !== undefined) log(`data dir ${dir}: took over the lock of pid ${claimed.staleLockPid}, which is gone (a run that did not stop cleanly)`);
   const stops: Array<() => Promise<unknown>> = [async () => claimed.release()];
-  const stopAll = async () => {
+  // Idempotent: an abort during start-up and the start-up's own failure both call it.
+  let stopping: Promise<void> | undefined;
+  const stopAll = () => (stopping ??= (async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
-  };
+  })());
+  // Ctrl-C while starting (opts.signal): stop what is up now; a step waiting on a service that the terminal's
+  // SIGINT already killed (anvil is in the same process group) would otherwise wait for ever.
+  const aborted = new Promise<never>((_, reject) => {
+    const onAbort = () => void stopAll().finally(() => reject(new StartAborted()));
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
   try {
+    return await Promise.race([aborted, build()]);
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+
+  async function build(): Promise<RunningSystem> {
     const previous = claimed.resumed ? readPreviousRun(dir) : undefined;
     if (claimed.resumed) log(`data dir ${dir}: resuming the previous run (--keep)`);
+    const stateFile = path.join(dir, 'chain-state.json');
+    if (previous?.deployment && !opts.rpcUrl && !fs.existsSync(stateFile)) {
+      // Without the chain's saved state a kept run cannot resume (and anvil would save an empty chain there).
+      throw new Error(`--keep: ${dir} holds no saved chain state (its run ended before saving any); ` +
+        'start without --keep to begin anew');
+    }
     // 1. Chain and deployment.
     let anvil: Anvil | undefined;
     let rpcUrl = opts.rpcUrl;
     let deployerKey = opts.deployerKey;
     let operatorKey: Hex;
     if (!rpcUrl) {
-      // --keep: anvil loads its state from the file and saves it every second and on exit.
-      const extraArgs = opts.keep ? ['--state', path.join(dir, 'chain-state.json'), '--state-interval', '1'] : [];
+      // Every run saves the chain (state and blocks, every second and at exit) so that a later --keep can resume
+      // it; with --keep anvil also loads it.
+      const extraArgs = ['--state', stateFile, '--state-interval', '1'];
       anvil = await startAnvil({ blockTime: opts.blockTime > 0 ? opts.blockTime : undefined, extraArgs });
       stops.push(() => anvil!.stop());
       rpcUrl = anvil.rpcUrl;
@@ -210,9 +237,14 @@ export async function startSystem(opts: SystemOptions): Promise<RunningSystem> {
     const infoFile = path.join(dir, 'system.json');
     fs.writeFileSync(infoFile, `${JSON.stringify(info, null, 2)}\n`);
     return { info, infoFile, devices, receiver, relay, stop: stopAll };
-  } catch (e) {
-    await stopAll();
-    throw e;
+  }
+}
+
+/** startSystem was aborted (opts.signal) while starting; everything it had started is stopped. */
+export class StartAborted extends Error {
+  constructor() {
+    super('start-up interrupted; everything started so far is stopped');
+    this.name = 'StartAborted';
   }
 }
 

@@ -53,6 +53,9 @@ test('the table shows units; bad queries and unknown devices are clear errors', 
   const bad = await iotkx(['readings', A, '--receiver-url', url, '--format', 'csv', '--since', 'last tuesday'], { cwd });
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain('since must be an RFC 3339 time');
+  const noFormat = await iotkx(['readings', A, '--receiver-url', url, '--latest', '1'], { cwd });
+  expect(noFormat.code).toBe(2);
+  expect(noFormat.stderr).toContain('add --format');
   const both = await iotkx(['readings', A, '--all', '--receiver-url', url, '--format', 'csv'], { cwd });
   expect(both.code).toBe(2);
   const unknown = await iotkx(['readings', '0x' + 'cd'.repeat(20), '--receiver-url', url, '--format', 'csv'], { cwd });

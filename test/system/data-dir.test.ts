@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,8 +83,9 @@ interface Started {
   exited: Promise<number | null>;
 }
 
-function npmStart(args: string[]): Started {
-  const child = spawn(path.join(ROOT, 'node_modules/.bin/tsx'), ['hosts/start.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+function npmStart(args: string[], opts: { ownGroup?: boolean } = {}): Started {
+  // ownGroup: a process group of its own, so a test can send SIGINT to the whole group as a terminal's Ctrl-C does.
+  const child = spawn(path.join(ROOT, 'node_modules/.bin/tsx'), ['hosts/start.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup });
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { out += d; });
@@ -104,6 +105,20 @@ const readingsOf = async (receiverUrl: string, device: string) => {
 describe('npm start and its data directory (spawned as a user runs it)', () => {
   jest.setTimeout(240_000);
 
+  test('flags without the -- and unknown flags get a usage message, not a stack trace; --help lists every flag', async () => {
+    for (const args of [['2'], ['--device', '2']]) {
+      const s = npmStart(args);
+      expect(await s.exited).toBe(2);
+      expect(s.output()).toContain('flags go after --, e.g. npm start -- --devices 2');
+      expect(s.output()).not.toMatch(/\n\s+at /);
+    }
+    const h = npmStart(['--help']);
+    expect(await h.exited).toBe(0);
+    for (const flag of ['--devices', '--interval', '--block-time', '--data-dir', '--keep', '--rpc-url', '--relay-port', '--relay-host', '--receiver-port', '--mqtt', '--confirmations', '--idle-depth0-after']) {
+      expect(h.output()).toContain(flag);
+    }
+  });
+
   test('--data-dir on a foreign non-empty directory exits with a clear message and deletes nothing', async () => {
     const dir = tmp();
     fs.writeFileSync(path.join(dir, 'notes.txt'), 'keep me');
@@ -113,17 +128,47 @@ describe('npm start and its data directory (spawned as a user runs it)', () => {
     expect(fs.readdirSync(dir)).toEqual(['notes.txt']);
   });
 
-  test('Ctrl-C during start-up stops cleanly: exit 0, the lock released, no process left behind', async () => {
+  for (const [when, marker] of [['after the chain is up', 'chain: anvil'], ['while devices are paired', 'receiver: http']] as const) {
+    test(`Ctrl-C to the whole process group ${when}: exit 0, the lock released, no anvil left behind`, async () => {
+      const dir = path.join(tmp(), 'run');
+      const s = npmStart(['--devices', '2', '--data-dir', dir], { ownGroup: true });
+      try {
+        await until('start-up under way', () => s.output().includes(marker), 150_000, 20);
+        process.kill(-s.child.pid!, 'SIGINT'); // the terminal's Ctrl-C: anvil and the workers get it too
+        const code = await Promise.race([s.exited, new Promise((r) => setTimeout(() => r('hung'), 60_000))]);
+        expect([code, s.output()]).toEqual([0, expect.stringContaining('stopped.')]);
+        expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
+        const left = execSync('ps -eo args', { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
+        expect(left).toEqual([]);
+      } finally {
+        if (s.child.exitCode === null) { try { process.kill(-s.child.pid!, 'SIGKILL'); } catch { /* gone */ } }
+      }
+    });
+  }
+
+  test('--keep after a run without it resumes (every run saves its chain)', async () => {
     const dir = path.join(tmp(), 'run');
-    const s = npmStart(['--devices', '1', '--data-dir', dir]);
+    const first = npmStart(['--devices', '1', '--interval', '1', '--data-dir', dir]);
+    let second: Started | undefined;
     try {
-      await until('start-up under way', () => s.output().includes('chain: anvil'), 150_000, 50);
-      s.child.kill('SIGINT');
-      expect(await s.exited).toBe(0);
-      expect(s.output()).toContain('stopped.');
-      expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
+      const info = await until('system.json', async () => {
+        const f = path.join(dir, 'system.json');
+        return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : undefined;
+      }, 150_000);
+      await until('a reading', async () => (await readingsOf(info.receiverUrl, info.devices[0])).length >= 1, 90_000);
+      expect(await stop(first)).toBe(0);
+      const joinFile = path.join(dir, 'system.json');
+      const written = fs.statSync(joinFile).mtimeMs;
+      second = npmStart(['--devices', '1', '--data-dir', dir, '--keep']);
+      const again = await until('system.json rewritten', async () =>
+        fs.statSync(joinFile).mtimeMs > written ? JSON.parse(fs.readFileSync(joinFile, 'utf8')) : undefined, 150_000);
+      expect(again.contract).toBe(info.contract);
+      expect(again.devices).toEqual(info.devices);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- first ---\n${first.output()}\n--- second ---\n${second?.output()}`);
     } finally {
-      if (s.child.exitCode === null) { s.child.kill('SIGINT'); await s.exited; }
+      await stop(first);
+      if (second) await stop(second);
     }
   });
 

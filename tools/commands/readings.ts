@@ -35,8 +35,10 @@ export function registerReadings(program: Command): void {
     .action(async (deviceArg: string | undefined, o: { follow?: boolean; last?: number; after?: string; poll: number; format?: string; all?: boolean; since?: string; until?: string; latest?: number; newestFirst?: boolean; output?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOpts;
       const out = new Out(!!g.json);
-      const exporting = o.format !== undefined || o.all || o.since !== undefined || o.until !== undefined || o.latest !== undefined || o.newestFirst;
-      if (exporting) return exportReadings(need(resolveSettings(g), 'receiverUrl'), deviceArg, o);
+      if (o.format !== undefined || o.all) return exportReadings(need(resolveSettings(g), 'receiverUrl'), deviceArg, o);
+      if (o.since !== undefined || o.until !== undefined || o.latest !== undefined || o.newestFirst) {
+        throw new CliError(EXIT.usage, 'bad-flags', '--since, --until, --latest and --newest-first belong to an export: add --format csv, jsonl or json (the table takes --last N)');
+      }
       if (deviceArg === undefined) throw new CliError(EXIT.usage, 'missing-device', 'name a device address (or export every device: --all --format csv)');
       const device = parseDevice(deviceArg);
       let base = need(resolveSettings(g), 'receiverUrl');
