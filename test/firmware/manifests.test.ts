@@ -12,7 +12,7 @@ const TOP_KEYS = ['include', 'modules', 'preload', 'resources', 'data', 'config'
 const CREATION_KEYS = ['static', 'chunk', 'heap', 'stack', 'keys', 'parser', 'main', 'nativeStack'];
 const PLATFORM = /^(esp32|esp32\/[a-z0-9_*-]+|lin|mac|win|\.\.\.)$/;
 /** Moddable modules the firmware takes from the SDK (its manifests include them). */
-const SDK_MODULES = ['preference', 'timer', 'http', 'net', 'mc/config', 'embedded:io/serial', 'embedded:network/interface/wifi',
+const SDK_MODULES = ['preference', 'timer', 'time', 'sntp', 'http', 'net', 'mc/config', 'embedded:io/serial', 'embedded:network/interface/wifi',
   'embedded:sensor/Humidity-Temperature/SHT3x', 'iotkx/hwrandom', 'iotkx/chiptemp', 'iotkx/restart'];
 const EXTS = ['.ts', '.js', '.c', '.cpp', '.d.ts'];
 
