@@ -245,3 +245,21 @@ describe('crash safety', () => {
     }
   }, 180_000);
 });
+
+test('close() commits what is waiting, then refuses further puts; bad options are refused', async () => {
+  const store = new EnvelopeStore(newDb());
+  const d = Uint8Array.from(randomBytes(20));
+  const gc = new GroupCommit(store, 4, { maxBatch: 100, maxWaitMs: 600_000 });
+  try {
+    const waiting = gc.put(envelope(d, 1n), { device: d, epoch: 1n, seq: 1n });
+    expect(gc.waiting).toBe(1);
+    gc.close();
+    expect((await waiting).kind).toBe('stored');
+    await expect(gc.put(envelope(d, 2n), { device: d, epoch: 1n, seq: 2n })).rejects.toThrow(/closed/);
+    expect(store.count()).toBe(1);
+  } finally {
+    store.close();
+  }
+  expect(() => new GroupCommit(store, 4, { maxBatch: 0 })).toThrow(RangeError);
+  expect(() => new GroupCommit(store, 4, { maxWaitMs: -1 })).toThrow(RangeError);
+});
