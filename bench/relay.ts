@@ -70,10 +70,10 @@ async function relayCounters(url: string): Promise<{ commits: number; cpu: numbe
 }
 
 /** Durable POST/s, one fsync'd commit per POST against group commit, alternately, at each concurrency. */
-async function durablePosts(total: number, concurrencies: number[], dir: string): Promise<string[][]> {
+async function durablePosts(total: number, concurrencies: number[], dir: string, groupFlags: string[] = []): Promise<string[][]> {
   const f = (x: number) => x.toFixed(x < 10 ? 2 : 0);
   const before = await spawnRelay(join(dir, 'per-post.db'), ['--commit-batch', '1']);
-  const after = await spawnRelay(join(dir, 'group.db'), []);
+  const after = await spawnRelay(join(dir, 'group.db'), groupFlags);
   const rows: string[][] = [];
   try {
     const envs = (count: number) => {
@@ -206,10 +206,10 @@ export async function relayBench(opts: RelayBenchOptions = {}): Promise<Table & 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2] === 'posts') {
-  // `npx tsx bench/relay.ts posts [n]`: only the durable POST/s rows (no anvil).
+  // `npx tsx bench/relay.ts posts [n] [relay flags for the group-commit relay, e.g. --commit-wait 2]`: only the durable POST/s rows (no anvil).
   const dir = mkdtempSync(join(tmpdir(), 'relay-bench-'));
   try {
-    const rows = await durablePosts(Number(process.argv[3] ?? 4000), [1, 16, 128], dir);
+    const rows = await durablePosts(Number(process.argv[3] ?? 4000), [1, 16, 128], dir, process.argv.slice(4));
     console.log(`${markdown({ header: POST_HEADER, rows })}\n\n${POST_METHOD}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

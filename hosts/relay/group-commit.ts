@@ -4,10 +4,13 @@
  * go to SQLite together as one IMMEDIATE transaction with one fsync (store.putBatch), and
  * every waiter is answered only after that commit returned, so a 202 still means durable
  * (§9). A batch is committed when it holds `maxBatch` envelopes, or `maxWaitMs` after its
- * first one arrived, whichever comes first; `maxWaitMs` 0 means at the end of the current
- * event-loop turn (setImmediate), which already gathers every POST that arrived while the
- * previous commit was fsync'ing (better-sqlite3 commits synchronously). `maxBatch` 1 is one
- * commit per POST, as before.
+ * first one arrived, whichever comes first. The wait is adaptive: it applies only while the
+ * relay is under concurrent load (the previous batch held more than one envelope); a POST
+ * that came alone after a batch of one is committed at the end of the current event-loop
+ * turn (setImmediate), so a lone device never waits for a timer. `maxWaitMs` 0 always commits
+ * at the end of the turn (which still gathers every POST that arrived while the previous
+ * commit was fsync'ing: better-sqlite3 commits synchronously). `maxBatch` 1 is one commit per
+ * POST, as before.
  *
  * Inside a batch the envelopes are judged in arrival order, exactly as if they had been
  * put one after another: two identical bodies give `stored` then `duplicate`, and the 5th
@@ -21,11 +24,11 @@ import type { EnvelopeSlot, EnvelopeStore, PutResult } from './store.js';
 export interface GroupCommitOptions {
   /** Envelopes per transaction at most; a full batch commits at once. 1 = one commit per POST. */
   maxBatch: number;
-  /** The longest a waiting envelope waits for others before its batch commits, ms; 0 = end of this event-loop turn. */
+  /** Under load (previous batch > 1), the longest a waiting envelope waits for others before its batch commits, ms; 0 = end of this event-loop turn. */
   maxWaitMs: number;
 }
 
-export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = Object.freeze({ maxBatch: 512, maxWaitMs: 0 });
+export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = Object.freeze({ maxBatch: 512, maxWaitMs: 2 });
 
 interface Waiter {
   body: Uint8Array;
@@ -45,6 +48,8 @@ export class GroupCommit {
   private queue: Waiter[] = [];
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private closed = false;
+  /** Envelopes in the last batch committed (or failed): more than one means concurrent POSTs. Until a first batch, load is assumed. */
+  private lastBatch = 2;
   private readonly opts: GroupCommitOptions;
   /** Commits done and envelopes in them, for the metrics and the tests. */
   commits = 0;
@@ -73,7 +78,8 @@ export class GroupCommit {
       this.queue.push({ body, slot, resolve, reject });
       if (this.queue.length >= this.opts.maxBatch) this.flush();
       else if (this.timer === undefined) {
-        this.timer = this.opts.maxWaitMs > 0 ? setTimeout(() => this.flush(), this.opts.maxWaitMs) : setImmediate(() => this.flush());
+        const wait = this.lastBatch > 1 ? this.opts.maxWaitMs : 0;
+        this.timer = wait > 0 ? setTimeout(() => this.flush(), wait) : setImmediate(() => this.flush());
       }
     });
   }
@@ -88,6 +94,7 @@ export class GroupCommit {
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
+    this.lastBatch = batch.length;
     let results: PutResult[];
     try {
       results = this.store.putBatch(batch, this.maxVariants);

@@ -27,7 +27,7 @@ const USAGE = `usage: tsx hosts/relay/main.ts [flags]
   --max-per-device <n>     envelopes kept per device, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxPerDevice})  (IOTKX_RELAY_MAX_PER_DEVICE)
   --max-rows <n>           envelopes kept in all, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxRows})  (IOTKX_RELAY_MAX_ROWS)
   --commit-batch <n>       envelopes per group commit (one fsync) at most; 1 = a commit per POST (default ${DEFAULT_GROUP_COMMIT.maxBatch})  (IOTKX_RELAY_COMMIT_BATCH)
-  --commit-wait <ms>       longest an envelope waits for others before its commit; 0 = end of the event-loop turn (default ${DEFAULT_GROUP_COMMIT.maxWaitMs})  (IOTKX_RELAY_COMMIT_WAIT_MS)
+  --commit-wait <ms>       under concurrent load, longest an envelope waits for others before its commit; 0 = never wait (default ${DEFAULT_GROUP_COMMIT.maxWaitMs})  (IOTKX_RELAY_COMMIT_WAIT_MS)
   --log-level <level>      pino level (default info)                                       (LOG_LEVEL)`;
 
 function fail(msg: string): never {

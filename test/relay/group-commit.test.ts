@@ -263,3 +263,20 @@ test('close() commits what is waiting, then refuses further puts; bad options ar
   expect(() => new GroupCommit(store, 4, { maxBatch: 0 })).toThrow(RangeError);
   expect(() => new GroupCommit(store, 4, { maxWaitMs: -1 })).toThrow(RangeError);
 });
+
+test('the wait is adaptive: after a batch of one, a lone put commits at the end of the turn, not after maxWaitMs', async () => {
+  const store = new EnvelopeStore(newDb());
+  const d = Uint8Array.from(randomBytes(20));
+  const gc = new GroupCommit(store, 4, { maxBatch: 100, maxWaitMs: 600_000 });
+  try {
+    const first = gc.put(envelope(d, 1n), { device: d, epoch: 1n, seq: 1n });
+    gc.flush(); // a batch of one: no concurrent load
+    await first;
+    // With the 10-minute wait applied this would time the test out.
+    expect((await gc.put(envelope(d, 2n), { device: d, epoch: 1n, seq: 2n })).kind).toBe('stored');
+    expect(gc.commits).toBe(2);
+  } finally {
+    gc.close();
+    store.close();
+  }
+}, 30_000);
