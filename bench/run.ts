@@ -42,6 +42,7 @@ if (want('relay')) {
   await optional('relay.ts', async (m) => {
     const r = await m.relayBench();
     sections.push({ title: 'Relay', header: r.header, rows: r.rows, method: r.method });
+    if (r.posts) sections.push({ title: 'Relay: durable POST /v1/readings (group commit)', header: r.posts.header, rows: r.posts.rows, method: r.posts.method });
   });
 }
 if (want('readings')) {

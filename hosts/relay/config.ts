@@ -1,3 +1,4 @@
+import type { GroupCommitOptions } from './group-commit.js';
 import type { RetentionOptions } from './store.js';
 
 /**
@@ -119,6 +120,8 @@ export interface RelayOptions {
   requireChannel?: boolean | ChannelCheckOptions;
   /** Store retention (store.ts); missing fields take DEFAULT_RETENTION. */
   retention?: Partial<RetentionOptions>;
+  /** Group commit of POST /v1/readings (group-commit.ts); missing fields take DEFAULT_GROUP_COMMIT. */
+  commit?: Partial<GroupCommitOptions>;
   /** Also export prom-client's process metrics (CPU, memory, event loop) on /metrics. Default off. */
   processMetrics?: boolean;
   /** pino level: 'fatal'..'trace' or 'silent' (default 'info'). */

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, DEFAULT_RETENTION, type RelayLimits, type RelayOptions } from './config.js';
+import { DEFAULT_GROUP_COMMIT } from './group-commit.js';
 import { startRelay } from './server.js';
 
 const USAGE = `usage: tsx hosts/relay/main.ts [flags]
@@ -25,6 +26,8 @@ const USAGE = `usage: tsx hosts/relay/main.ts [flags]
   --retain-days <n>        delete envelopes older than n days; 0 keeps them (default ${DEFAULT_RETENTION.maxAgeSec / 86_400})   (IOTKX_RELAY_RETAIN_DAYS)
   --max-per-device <n>     envelopes kept per device, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxPerDevice})  (IOTKX_RELAY_MAX_PER_DEVICE)
   --max-rows <n>           envelopes kept in all, further ones 507; 0 = no cap (default ${DEFAULT_RETENTION.maxRows})  (IOTKX_RELAY_MAX_ROWS)
+  --commit-batch <n>       envelopes per group commit (one fsync) at most; 1 = a commit per POST (default ${DEFAULT_GROUP_COMMIT.maxBatch})  (IOTKX_RELAY_COMMIT_BATCH)
+  --commit-wait <ms>       under concurrent load, longest an envelope waits for others before its commit; 0 = never wait (default ${DEFAULT_GROUP_COMMIT.maxWaitMs})  (IOTKX_RELAY_COMMIT_WAIT_MS)
   --log-level <level>      pino level (default info)                                       (LOG_LEVEL)`;
 
 function fail(msg: string): never {
@@ -45,7 +48,8 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
       deployment: { type: 'string' }, upstream: { type: 'string' }, 'chain-id': { type: 'string' }, contract: { type: 'string' },
       db: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, rate: { type: 'string' }, burst: { type: 'string' },
       'upstream-timeout': { type: 'string' }, 'upstream-batch': { type: 'string' }, 'require-channel': { type: 'boolean' }, 'no-channel-check': { type: 'boolean' },
-      'retain-days': { type: 'string' }, 'max-per-device': { type: 'string' }, 'max-rows': { type: 'string' }, 'log-level': { type: 'string' },
+      'retain-days': { type: 'string' }, 'max-per-device': { type: 'string' }, 'max-rows': { type: 'string' },
+      'commit-batch': { type: 'string' }, 'commit-wait': { type: 'string' }, 'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -90,6 +94,11 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
   if (perDevice !== undefined) retention.maxPerDevice = perDevice;
   const rows = int('--max-rows', values['max-rows'] ?? env.IOTKX_RELAY_MAX_ROWS, 0);
   if (rows !== undefined) retention.maxRows = rows;
+  const commit: RelayOptions['commit'] = {};
+  const commitBatch = int('--commit-batch', values['commit-batch'] ?? env.IOTKX_RELAY_COMMIT_BATCH, 1);
+  if (commitBatch !== undefined) commit.maxBatch = commitBatch;
+  const commitWait = int('--commit-wait', values['commit-wait'] ?? env.IOTKX_RELAY_COMMIT_WAIT_MS, 0);
+  if (commitWait !== undefined) commit.maxWaitMs = commitWait;
   return {
     upstreamUrl,
     chainId,
@@ -100,6 +109,7 @@ function optionsFrom(argv: string[], env: NodeJS.ProcessEnv): RelayOptions {
     limits,
     requireChannel: requireChannel ? { fromBlock: BigInt(record.block ?? 0) } : false,
     retention,
+    commit,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
     processMetrics: true,
   };

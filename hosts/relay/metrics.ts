@@ -39,6 +39,19 @@ export class RelayMetrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly commits = new Histogram({
+    name: 'iotkx_relay_commit_envelopes',
+    help: 'Envelopes per group commit of POST /v1/readings (one fsync each), by outcome (ok, failed)',
+    labelNames: ['outcome'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+    registers: [this.registry],
+  });
+
+  readonly commitWaiting = new Gauge({
+    name: 'iotkx_relay_commit_waiting',
+    help: 'Envelopes of POSTs waiting for their group commit (not yet durable, not yet answered)',
+    registers: [this.registry],
+  });
 
   readonly stored = new Gauge({
     name: 'iotkx_relay_envelopes_stored',

@@ -20,7 +20,8 @@ import { RelayMetrics } from './metrics.js';
 import { RateLimiter } from './ratelimit.js';
 import { RpcProxy, parseRpcBody, rpcError } from './rpc.js';
 import { RPC_LIMIT_EXCEEDED } from './rpc-policy.js';
-import { EnvelopeStore, MAX_CURSOR } from './store.js';
+import { EnvelopeStore, MAX_CURSOR, type PutResult } from './store.js';
+import { GroupCommit } from './group-commit.js';
 import { Coalescer, Upstream, UpstreamError } from './upstream.js';
 import { admitRequest, guardServer, isRefusal, serverOptions } from '../http-guard.js';
 
@@ -69,6 +70,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     }
   }, PRUNE_EVERY_MS).unref();
   store.prune();
+  const commits = new GroupCommit(store, limits.maxVariants, opts.commit, (n, ok) => metrics.commits.observe({ outcome: ok ? 'ok' : 'failed' }, n));
   const limiter = limits.rateLimit ? new RateLimiter(limits.rateLimit) : undefined;
   const channels = opts.requireChannel !== false
     ? new ChannelCheck(upstream, contract, store, typeof opts.requireChannel === 'object' ? opts.requireChannel : {})
@@ -157,7 +159,15 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       }
       if (!ok) return refused(403, 'no-channel', 'the device has no accepted key on chain');
     }
-    const r = store.put(body, env, limits.maxVariants);
+    let r: PutResult;
+    try {
+      // Waits for the shared commit of this envelope's batch (group-commit.ts): after it, a stored one is fsync'd.
+      r = await commits.put(body, env);
+    } catch (e) {
+      // The whole batch was rolled back (disk full, I/O error): nothing of it is stored; the device retries.
+      log.error({ err: e }, 'envelope commit failed');
+      return refused(503, 'store-unavailable', 'the envelope could not be stored durably; retry later');
+    }
     if (r.kind === 'too-many-variants') {
       return refused(409, 'too-many-variants', `already ${limits.maxVariants} different envelopes for this (device, epoch, seq)`);
     }
@@ -222,6 +232,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     if (route === 'healthz' && m === 'GET') return sendJson(res, 200, { ok: true, upstream: await upstreamHealthy() });
     if (route === 'metrics' && m === 'GET') {
       metrics.stored.set(store.count()); // queue depth, read at scrape time
+      metrics.commitWaiting.set(commits.waiting);
       return sendText(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
     }
     discardBody(req, limits.maxDiscardBytes);
@@ -289,6 +300,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
         server.closeAllConnections();
       }).then(() => {
         upstream.close();
+        commits.close(); // envelopes already waiting are committed (their clients are gone: they retry, duplicates are 200)
         store.close();
       });
       return stopped;

@@ -43,6 +43,11 @@ export interface EnvelopeSlot {
   seq: bigint;
 }
 
+export interface PutItem {
+  body: Uint8Array;
+  slot: EnvelopeSlot;
+}
+
 export interface RetentionOptions {
   /** Envelopes received longer ago than this are deleted by prune(); 0 keeps them forever. */
   maxAgeSec: number;
@@ -59,7 +64,7 @@ const NO_RETENTION: RetentionOptions = { maxAgeSec: 0, maxPerDevice: 0, maxRows:
 
 export class EnvelopeStore {
   private readonly db: Database.Database;
-  private readonly putTx: (body: Uint8Array, slot: EnvelopeSlot, maxVariants: number) => PutResult;
+  private readonly putTx: (items: readonly PutItem[], maxVariants: number) => PutResult[];
   private readonly pageStmt: Database.Statement;
   private readonly totalStmt: Database.Statement;
   private readonly retention: RetentionOptions;
@@ -122,7 +127,8 @@ export class EnvelopeStore {
     );
     this.pageStmt = this.db.prepare('SELECT id, body FROM envelopes WHERE id > ? ORDER BY id LIMIT ?');
     const { maxPerDevice, maxRows } = this.retention;
-    const tx = this.db.transaction((body: Uint8Array, slot: EnvelopeSlot, maxVariants: number): PutResult => {
+    // One envelope, inside the caller's transaction: it sees every row the transaction inserted before it.
+    const one = (body: Uint8Array, slot: EnvelopeSlot, maxVariants: number): PutResult => {
       const digest = createHash('sha256').update(body).digest();
       const seen = byDigest.get(digest) as bigint | undefined;
       if (seen !== undefined) return { kind: 'duplicate', id: seen };
@@ -132,14 +138,27 @@ export class EnvelopeStore {
       if (maxRows > 0 && (this.totalStmt.get() as bigint) >= BigInt(maxRows)) return { kind: 'store-full' };
       const info = insert.run(digest, ...key, Buffer.from(body), BigInt(this.now()));
       return { kind: 'stored', id: BigInt(info.lastInsertRowid) };
-    });
+    };
+    const tx = this.db.transaction((items: readonly PutItem[], maxVariants: number): PutResult[] =>
+      items.map((it) => one(it.body, it.slot, maxVariants)));
     // IMMEDIATE: take the write lock up front, so two processes sharing a file cannot interleave check and insert.
-    this.putTx = (body, slot, maxVariants) => tx.immediate(body, slot, maxVariants);
+    this.putTx = (items, maxVariants) => tx.immediate(items, maxVariants);
   }
 
   /** Store `body` unless a byte-identical one is held, its slot already has `maxVariants` bodies, or a cap is reached. */
   put(body: Uint8Array, slot: EnvelopeSlot, maxVariants: number): PutResult {
-    return this.putTx(body, slot, maxVariants);
+    return this.putTx([{ body, slot }], maxVariants)[0];
+  }
+
+  /**
+   * Group commit (group-commit.ts): the envelopes in one fsync'd transaction, each judged
+   * as if put one after another in the given order (so the second of two identical bodies
+   * is a duplicate of the first, and variants count the ones before it). Either all the
+   * stored ones are durable when this returns, or it throws and none is stored.
+   */
+  putBatch(items: readonly PutItem[], maxVariants: number): PutResult[] {
+    if (items.length === 0) return [];
+    return this.putTx(items, maxVariants);
   }
 
   /** Envelopes with id > `after`, in stored order. */
