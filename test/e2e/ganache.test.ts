@@ -71,6 +71,15 @@ maybe.each([
         expect(r.values.temp).toBeLessThan(85);
       }
     }
+    // §9 says accepted from the signed acceptance (§5.6); the acceptance must also settle on chain, which on an
+    // automine node takes the depth-0 fallback: the receiver's own state machine (history) shows it.
+    await until('every acceptance settled on chain', async () => {
+      for (const device of sys.info.devices) {
+        const h = (await (await fetch(`${base}/v1/devices/${device}/history`)).json()) as any;
+        if (h.epochs?.[0]?.state !== 'accepted') return false;
+      }
+      return true;
+    }, 120_000, 500);
     const health = (await (await fetch(`${base}/healthz`)).json()) as any;
     expect(health.chain).toMatchObject({ confirmations: 2 });
     if (blockTime === 0) {
