@@ -15,10 +15,6 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!(@noble|micro-eth-signer|micro-packed|@scure|eciesjs|viem|ox|abitype|@adraffy)/)'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 60000,
-  // Two workers on two cores: most suites wait on blocks, timers and child processes rather than compute, so two
-  // run side by side in about the time of one (measured: docs/DECISIONS.md "Test suite"). Tests poll with
-  // test/helpers/until.ts and generous deadlines, never a fixed sleep, so a busy core slows them, not breaks them.
-  maxWorkers: 2,
   // Safety net: a stray handle (a keep-alive socket, a child's pipe) must never hang CI.
   // Services a test starts are stopped by that test; this only covers what Node keeps open.
   forceExit: true,
